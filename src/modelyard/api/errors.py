@@ -1,0 +1,75 @@
+"""The only renderer of errors: every failure becomes the OpenAI error shape.
+
+    {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+
+`Retry-After` is sent on 429 and 503 only: the Azure SDK retries any status that carries it
+(CLIENTS.md gotcha 18). Unexpected exceptions become a 500 that says nothing about their cause.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.errors import (
+    InternalError,
+    MethodNotAllowed,
+    ModelyardError,
+    RouteNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER_S = 120
+
+
+def error_body(error: ModelyardError) -> bytes:
+    return orjson.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": error.type,
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    )
+
+
+def error_response(error: ModelyardError) -> Response:
+    headers = {}
+    if error.status in (429, 503):
+        retry_after = min(error.retry_after_s or 1, MAX_RETRY_AFTER_S)
+        headers["retry-after"] = str(retry_after)
+        headers["retry-after-ms"] = str(retry_after * 1000)
+    return Response(
+        error_body(error), status_code=error.status, headers=headers, media_type="application/json"
+    )
+
+
+async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelyardError)
+    return error_response(exc)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 for unknown paths and methods, in our shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(
+            MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+        )
+    return error_response(RouteNotFound(f"No route {request.method} {request.url.path}."))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response(
+        InternalError(
+            "The gateway hit an internal error; the request id identifies it in the logs."
+        )
+    )

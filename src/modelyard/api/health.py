@@ -1,0 +1,30 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.errors import NotReady
+from modelyard.observability.metrics import render_prometheus
+from modelyard.state import app_state
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    state = app_state(request)
+    waiting = [type(p).__name__ for p in state.providers.all() if not p.ready()]
+    if waiting:
+        raise NotReady(f"Not ready: still loading ({', '.join(waiting)}).", retry_after_s=1)
+    return Response(orjson.dumps({"status": "ready"}), media_type="application/json")
+
+
+async def metrics(request: Request) -> Response:
+    state = app_state(request)
+    state.authenticator.authenticate(request.headers)
+    samples = [sample for provider in state.providers.all() for sample in provider.metric_samples()]
+    return Response(render_prometheus(samples), media_type="text/plain; version=0.0.4")

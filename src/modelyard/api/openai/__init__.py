@@ -1,0 +1,1 @@
+"""The OpenAI-compatible surface (also what the Mistral SDK and LangChain speak)."""

@@ -1,0 +1,86 @@
+"""Read a JSON request body into a wire model, turning every failure into a 400 that names the
+parameter (`messages[0].role`) and never echoes the prompt back."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from modelyard.errors import InvalidParameter, MalformedJson, UnsupportedParameter
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M], unsupported: frozenset[str]) -> M:
+    body = await request.body()
+    try:
+        parsed = model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _describe(exc, body) from None
+    extras = parsed.model_extra or {}
+    if extras:
+        raise _unexpected(extras, unsupported)
+    return parsed
+
+
+def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> UnsupportedParameter:
+    known = sorted(name for name in extras if name in unsupported)
+    if known:
+        names = ", ".join(f"'{name}'" for name in known)
+        return UnsupportedParameter(
+            f"Modelyard does not support {names} on this endpoint yet; remove "
+            f"{'it' if len(known) == 1 else 'them'} from the request.",
+            param=known[0],
+        )
+    unknown = sorted(extras)
+    names = ", ".join(f"'{name}'" for name in unknown)
+    return UnsupportedParameter(
+        f"Unrecognized request argument supplied: {names}.", param=unknown[0]
+    )
+
+
+def _describe(exc: ValidationError, body: bytes) -> MalformedJson | InvalidParameter:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return MalformedJson(
+            "The request body is not valid JSON. Send one JSON object "
+            "with 'Content-Type: application/json'."
+        )
+    raw = orjson.loads(body)
+    if not isinstance(raw, dict):
+        return MalformedJson("The request body must be a JSON object.")
+    by_param: dict[str, list[str]] = {}
+    for error in errors:
+        param = _param_path(raw, error["loc"], error["type"] == "missing")
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found") and not param.endswith(
+            ".role"
+        ):
+            param = f"{param}.role" if param else "role"
+        messages = by_param.setdefault(param, [])
+        if error["msg"] not in messages:
+            messages.append(error["msg"])
+    # With unions, the deepest location is where the input came closest to a valid shape.
+    param = max(by_param, key=lambda path: path.count(".") + path.count("["))
+    messages = by_param[param]
+    return InvalidParameter(f"Invalid value for '{param}': {'; or '.join(messages)}.", param=param)
+
+
+def _param_path(raw: Any, loc: tuple[int | str, ...], missing: bool) -> str:
+    """The path of `loc` through the request body, skipping pydantic's union-member labels."""
+    path = ""
+    node = raw
+    for position, part in enumerate(loc):
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path += f"[{part}]"
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str):
+            if part in node:
+                path += f".{part}" if path else part
+                node = node[part]
+            elif missing and position == len(loc) - 1:
+                path += f".{part}" if path else part
+        # Anything else is a label pydantic adds for union members ('str', 'user', ...).
+    return path

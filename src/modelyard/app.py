@@ -1,0 +1,85 @@
+"""create_app(settings) -> the ASGI application, with everything built at start-up.
+
+The catalog is loaded and validated here, before the server binds, so a broken catalog never
+serves traffic. Local models load in the background after start; /readyz says when they are in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from modelyard.api import errors as api_errors
+from modelyard.api.health import healthz, metrics, readyz
+from modelyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from modelyard.api.openai.chat import create_chat_completion
+from modelyard.api.openai.models import list_models, retrieve_model
+from modelyard.auth.admin_key import load_or_create_admin_key
+from modelyard.auth.authenticator import Authenticator
+from modelyard.catalog.loader import load_catalog
+from modelyard.errors import ModelyardError
+from modelyard.providers.registry import build_registry
+from modelyard.serving.chat import ChatService
+from modelyard.serving.models import ModelsService
+from modelyard.settings import Settings
+from modelyard.state import AppState
+
+
+def build_state(settings: Settings, admin_digest: str | None = None) -> AppState:
+    catalog = load_catalog(settings.catalog_path())
+    if admin_digest is None:
+        configured = settings.admin_key.get_secret_value() if settings.admin_key else None
+        admin_digest = load_or_create_admin_key(settings.data_dir, configured).digest
+    providers = build_registry(catalog, settings)
+    return AppState(
+        settings=settings,
+        catalog=catalog,
+        providers=providers,
+        authenticator=Authenticator(admin_digest),
+        chat=ChatService(catalog, providers, settings.max_choices),
+        models=ModelsService(catalog),
+    )
+
+
+def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette:
+    state = build_state(settings, admin_digest)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for provider in state.providers.all():
+            await provider.start()
+        try:
+            yield
+        finally:
+            for provider in state.providers.all():
+                await provider.stop()
+
+    routes = [
+        Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers={
+            ModelyardError: api_errors.handle_modelyard_error,
+            HTTPException: api_errors.handle_http_exception,
+            Exception: api_errors.handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.modelyard = state
+    return app

@@ -1,0 +1,76 @@
+"""Catalog values: what a model is (ModelCard) and where it runs (Deployment).
+
+These are frozen, validated once when the catalog loads, and shared by every request; nothing on
+the request path re-validates them. Money is integer micro-dollars per million tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Capability(enum.StrEnum):
+    CHAT = "chat"
+    STREAMING = "streaming"
+    TOOLS = "tools"
+    JSON_OUTPUT = "json_output"
+    EMBEDDINGS = "embeddings"
+    VISION = "vision"
+
+
+@dataclass(frozen=True)
+class Price:
+    """Price per one million tokens, in micro-dollars (1 USD = 1_000_000)."""
+
+    input_per_1m_micros: int
+    output_per_1m_micros: int
+
+
+@dataclass(frozen=True)
+class DataPolicy:
+    """What happens to prompts sent to a deployment."""
+
+    retention_days: int
+    used_for_training: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    display_name: str
+    publisher: str
+    license: str
+    context_window: int
+    max_output_tokens: int
+    languages: tuple[str, ...]
+    capabilities: frozenset[Capability]
+    description: str = ""
+    aliases: tuple[str, ...] = ()
+    created: int = 0
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+@dataclass(frozen=True)
+class GgufSource:
+    """Where a local model's weights are: a file inside an installed package, or a path."""
+
+    package: str | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    model: str
+    provider: str
+    region: str
+    price: Price
+    data_policy: DataPolicy
+    gguf: GgufSource | None = None
+    options: Mapping[str, int | str | bool] = field(default_factory=dict)

@@ -1,0 +1,203 @@
+"""Read a YAML catalog file into validated cards and deployments.
+
+The file is validated completely at start-up; any problem raises `CatalogError` whose message
+names the file, the entry (`models[2] 'mistral-large'`) and the field, so an operator can fix it
+without reading a traceback. Nothing here is used on the request path.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelyard.catalog.cards import (
+    Capability,
+    DataPolicy,
+    Deployment,
+    GgufSource,
+    ModelCard,
+    Price,
+)
+from modelyard.catalog.catalog import Catalog
+from modelyard.errors import StartupError
+
+MICROS_PER_DOLLAR = 1_000_000
+
+
+class CatalogError(StartupError):
+    """The catalog file is missing, unparsable or invalid; the message says where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _PriceEntry(_Strict):
+    input_per_1m: Annotated[Decimal, Field(ge=0)]
+    output_per_1m: Annotated[Decimal, Field(ge=0)]
+
+
+class _DataPolicyEntry(_Strict):
+    retention_days: Annotated[int, Field(ge=0)] = 0
+    used_for_training: bool = False
+    summary: str
+
+
+class _GgufEntry(_Strict):
+    package: str | None = None
+    path: str | None = None
+
+    def source(self, base_dir: Path) -> GgufSource:
+        if (self.package is None) == (self.path is None):
+            raise ValueError("give exactly one of 'package' or 'path'")
+        if self.path is not None:
+            path = Path(self.path)
+            return GgufSource(path=path if path.is_absolute() else base_dir / path)
+        return GgufSource(package=self.package)
+
+
+class _ModelEntry(_Strict):
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
+    display_name: str | None = None
+    publisher: str
+    license: str
+    context_window: Annotated[int, Field(gt=0)]
+    max_output_tokens: Annotated[int, Field(gt=0)]
+    languages: Annotated[list[str], Field(min_length=1)]
+    capabilities: Annotated[list[Capability], Field(min_length=1)]
+    description: str = ""
+    aliases: list[str] = []
+    created: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("languages")
+    @classmethod
+    def _iso_codes(cls, languages: list[str]) -> list[str]:
+        for code in languages:
+            if not (2 <= len(code) <= 3 and code.isalpha() and code.islower()):
+                raise ValueError(f"'{code}' is not an ISO 639 language code such as 'en' or 'fr'")
+        return languages
+
+
+class _DeploymentEntry(_Strict):
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    model: str
+    provider: Literal["llamacpp"]
+    region: str
+    price: _PriceEntry
+    data_policy: _DataPolicyEntry
+    gguf: _GgufEntry | None = None
+    options: dict[str, int | str | bool] = {}
+
+
+class _CatalogFile(_Strict):
+    models: list[_ModelEntry]
+    deployments: list[_DeploymentEntry] = []
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Parse and validate the catalog at `path`, or raise CatalogError naming what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"catalog {path}: cannot read the file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CatalogError(f"catalog {path}: expected a mapping with 'models' and 'deployments'")
+    try:
+        parsed = _CatalogFile.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogError(_describe(path, raw, exc)) from None
+    return _build(path, parsed)
+
+
+def _build(path: Path, parsed: _CatalogFile) -> Catalog:
+    cards: list[ModelCard] = []
+    names: dict[str, str] = {}
+    for index, entry in enumerate(parsed.models):
+        where = f"catalog {path}: models[{index}] '{entry.id}'"
+        for name in (entry.id, *entry.aliases):
+            if name in names:
+                raise CatalogError(
+                    f"{where}: name '{name}' is already used by model '{names[name]}'"
+                )
+            names[name] = entry.id
+        if entry.max_output_tokens > entry.context_window:
+            raise CatalogError(f"{where}: max_output_tokens: must not exceed context_window")
+        cards.append(
+            ModelCard(
+                id=entry.id,
+                display_name=entry.display_name or entry.id,
+                publisher=entry.publisher,
+                license=entry.license,
+                context_window=entry.context_window,
+                max_output_tokens=entry.max_output_tokens,
+                languages=tuple(entry.languages),
+                capabilities=frozenset(entry.capabilities),
+                description=entry.description,
+                aliases=tuple(entry.aliases),
+                created=entry.created,
+            )
+        )
+    deployments: list[Deployment] = []
+    seen: set[str] = set()
+    for index, dep in enumerate(parsed.deployments):
+        where = f"catalog {path}: deployments[{index}] '{dep.id}'"
+        if dep.id in seen:
+            raise CatalogError(f"{where}: id: '{dep.id}' is used by another deployment")
+        seen.add(dep.id)
+        if dep.model not in {card.id for card in cards}:
+            raise CatalogError(f"{where}: model: no model card has the id '{dep.model}'")
+        gguf = None
+        if dep.provider == "llamacpp":
+            if dep.gguf is None:
+                raise CatalogError(f"{where}: gguf: required for provider 'llamacpp'")
+            try:
+                gguf = dep.gguf.source(path.parent)
+            except ValueError as exc:
+                raise CatalogError(f"{where}: gguf: {exc}") from None
+        deployments.append(
+            Deployment(
+                id=dep.id,
+                model=dep.model,
+                provider=dep.provider,
+                region=dep.region,
+                price=Price(
+                    input_per_1m_micros=_to_micros(dep.price.input_per_1m),
+                    output_per_1m_micros=_to_micros(dep.price.output_per_1m),
+                ),
+                data_policy=DataPolicy(
+                    retention_days=dep.data_policy.retention_days,
+                    used_for_training=dep.data_policy.used_for_training,
+                    summary=dep.data_policy.summary,
+                ),
+                gguf=gguf,
+                options=dict(dep.options),
+            )
+        )
+    return Catalog(cards, deployments)
+
+
+def _to_micros(dollars: Decimal) -> int:
+    return int((dollars * MICROS_PER_DOLLAR).to_integral_value())
+
+
+def _describe(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        entry = ""
+        if len(loc) >= 2 and isinstance(loc[0], str) and isinstance(loc[1], int):
+            section, index = loc[0], loc[1]
+            items = raw.get(section)
+            item = items[index] if isinstance(items, list) and index < len(items) else None
+            name = item.get("id") if isinstance(item, dict) else None
+            entry = f"{section}[{index}]" + (f" '{name}'" if isinstance(name, str) else "") + ": "
+            loc = loc[2:]
+        field = ".".join(str(part) for part in loc) or "(entry)"
+        problems.append(f"catalog {path}: {entry}{field}: {error['msg']}")
+    return "\n".join(problems)

@@ -1,0 +1,127 @@
+"""The one error tree of the gateway.
+
+Every failure a client can see is a `ModelyardError`. Status, OpenAI error type and a stable
+snake_case code are class attributes; the message is for people and never decides behaviour.
+`api/errors.py` is the only place that renders these to HTTP. `StartupError` is separate: it
+stops `modelyard serve` before it binds, with a message for the operator.
+
+    ModelyardError
+    ├── InvalidRequest (400 invalid_request_error)
+    │   ├── MalformedJson                 code=invalid_json
+    │   ├── InvalidParameter              code=invalid_parameter (param names the field)
+    │   ├── UnsupportedParameter          code=unsupported_parameter
+    │   └── ContextLengthExceeded         code=context_length_exceeded
+    ├── AuthenticationFailed (401)        code=invalid_api_key
+    ├── NotFound (404)
+    │   ├── ModelNotFound                 code=model_not_found
+    │   └── RouteNotFound                 code=not_found
+    ├── MethodNotAllowed (405)            code=method_not_allowed
+    ├── BodyTooLarge (413)                code=request_too_large
+    ├── ServiceUnavailable (503)
+    │   ├── EngineBusy                    code=engine_overloaded (Retry-After)
+    │   └── NotReady                      code=not_ready
+    └── InternalError (500)               code=internal_error
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class StartupError(Exception):
+    """The configuration cannot be served (bad catalog, missing weights); never seen by clients."""
+
+
+class ModelyardError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str] = "internal_error"
+    # Whether another attempt (on this or another deployment) may succeed.
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after_s = retry_after_s
+
+
+class InvalidRequest(ModelyardError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class MalformedJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class InvalidParameter(InvalidRequest):
+    code = "invalid_parameter"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class AuthenticationFailed(ModelyardError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ModelyardError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RouteNotFound(NotFound):
+    code = "not_found"
+
+
+class MethodNotAllowed(ModelyardError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class BodyTooLarge(ModelyardError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ServiceUnavailable(ModelyardError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+    retryable = True
+
+
+class EngineBusy(ServiceUnavailable):
+    code = "engine_overloaded"
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+
+
+class InternalError(ModelyardError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"

@@ -1,0 +1,1 @@
+"""Logs, metrics and traces. Nothing here ever records prompt or completion text."""

@@ -1,0 +1,1 @@
+"""Wire models: the JSON shapes clients send and receive, one module per API family."""

@@ -1,0 +1,84 @@
+"""Chat completion responses and stream chunks, in the shape every official SDK accepts.
+
+Built as plain dicts (serialized once with orjson) following ../shared/CLIENTS.md: an integer
+`created`, `index` and the `finish_reason` key on every choice, `usage` always an object on
+non-streamed answers, `object: chat.completion.chunk` on every chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.providers.base import Usage
+
+JsonObject = dict[str, Any]
+
+
+def usage_object(usage: Usage) -> JsonObject:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    texts: list[str],
+    finish_reasons: list[str],
+    usage: Usage,
+) -> JsonObject:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "finish_reason": finish_reasons[index],
+                "logprobs": None,
+            }
+            for index, text in enumerate(texts)
+        ],
+        "usage": usage_object(usage),
+        "system_fingerprint": None,
+    }
+
+
+def chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    index: int,
+    delta: JsonObject,
+    finish_reason: str | None = None,
+    usage: Usage | None = None,
+) -> JsonObject:
+    body: JsonObject = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        ],
+    }
+    if usage is not None:
+        body["usage"] = usage_object(usage)
+    return body
+
+
+def usage_chunk(completion_id: str, created: int, model: str, usage: Usage) -> JsonObject:
+    """The final `choices: []` chunk sent only when `stream_options.include_usage` is true."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage_object(usage),
+    }

@@ -1,0 +1,1 @@
+"""Providers: one per kind of upstream, behind the protocol in `base.py`."""

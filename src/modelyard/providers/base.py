@@ -1,0 +1,84 @@
+"""The Provider protocol and the values that cross it.
+
+A provider turns the canonical chat request into generation on one kind of upstream and reports
+back a stream of events. Errors that can be known before generation starts (bad parameters,
+context too long, queue full) are raised by `open_chat`, so they become real HTTP statuses;
+anything after that arrives as a `Failed` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from modelyard.catalog.cards import Deployment, ModelCard
+from modelyard.errors import ModelyardError
+from modelyard.observability.metrics import MetricSample
+from modelyard.protocol.chat import ChatCompletionRequest
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ChoiceFinished:
+    choice: int
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a successful generation: exact token usage for the whole request."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: ModelyardError
+
+
+ChatEvent = TextDelta | ChoiceFinished | Finished | Failed
+
+
+class ChatStream(Protocol):
+    """One admitted generation. Iterate it for events; `cancel` stops generation promptly."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    def __aiter__(self) -> AsyncIterator[ChatEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class Provider(Protocol):
+    async def start(self) -> None:
+        """Load what the provider needs (models, connection pools) before serving."""
+
+    async def stop(self) -> None:
+        """Release everything `start` acquired; in-flight generations are cancelled."""
+
+    def ready(self) -> bool: ...
+
+    def metric_samples(self) -> list[MetricSample]: ...
+
+    async def open_chat(
+        self, request: ChatCompletionRequest, card: ModelCard, deployment: Deployment
+    ) -> ChatStream:
+        """Admit a chat request, or raise a ModelyardError before any output exists."""
+        ...

@@ -1,0 +1,44 @@
+"""Build one Provider per upstream kind that the catalog's deployments use."""
+
+from __future__ import annotations
+
+from modelyard.catalog.cards import Deployment
+from modelyard.catalog.catalog import Catalog
+from modelyard.errors import InternalError
+from modelyard.providers.base import Provider
+from modelyard.settings import Settings
+
+
+class ProviderRegistry:
+    def __init__(self, providers: dict[str, Provider]) -> None:
+        self._providers = providers
+
+    def for_deployment(self, deployment: Deployment) -> Provider:
+        provider = self._providers.get(deployment.provider)
+        if provider is None:  # the catalog loader only admits known kinds
+            raise InternalError(f"no provider for deployment '{deployment.id}'")
+        return provider
+
+    def all(self) -> list[Provider]:
+        return list(self._providers.values())
+
+    def get(self, kind: str) -> Provider | None:
+        return self._providers.get(kind)
+
+
+def build_registry(catalog: Catalog, settings: Settings) -> ProviderRegistry:
+    providers: dict[str, Provider] = {}
+    local = [
+        (deployment, card)
+        for card in catalog.cards
+        for deployment in catalog.deployments_of(card.id)
+        if deployment.provider == "llamacpp"
+    ]
+    if local:
+        # Imported only when needed: llama-cpp-python is an optional extra.
+        from modelyard.providers.llamacpp.provider import LlamaCppProvider
+
+        providers["llamacpp"] = LlamaCppProvider(
+            local, threads=settings.engine_threads, queue_depth=settings.engine_queue_depth
+        )
+    return ProviderRegistry(providers)

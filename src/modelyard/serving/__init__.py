@@ -1,0 +1,1 @@
+"""Use-cases, one per request family: authenticate, resolve, admit, generate, shape the answer."""

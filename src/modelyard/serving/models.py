@@ -1,0 +1,86 @@
+"""The models use-case: the catalog as the caller may see it, in OpenAI + Mistral list shape.
+
+Each entry carries the model card in extra fields; `type` and `capabilities` are there because
+the Mistral SDK rejects a list without them (CLIENTS.md §6).
+"""
+
+from __future__ import annotations
+
+from modelyard.auth.principal import Principal
+from modelyard.catalog.cards import Capability, Deployment, ModelCard
+from modelyard.catalog.catalog import Catalog
+from modelyard.errors import ModelNotFound
+from modelyard.protocol.chat_response import JsonObject
+
+
+class ModelsService:
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        # Cards never change while the process runs, so their wire form is built once.
+        self._entries = {
+            card.id: _model_entry(card, catalog.deployments_of(card.id)) for card in catalog.cards
+        }
+
+    def list_models(self, principal: Principal) -> JsonObject:
+        return {"object": "list", "data": list(self._entries.values())}
+
+    def get_model(self, name: str, principal: Principal) -> JsonObject:
+        card = self._catalog.resolve(name).card
+        entry = self._entries.get(card.id)
+        if entry is None:
+            raise ModelNotFound(
+                f"The model '{name}' does not exist or you do not have access to it."
+            )
+        return entry
+
+
+def _model_entry(card: ModelCard, deployments: tuple[Deployment, ...]) -> JsonObject:
+    return {
+        "id": card.id,
+        "object": "model",
+        "created": card.created,
+        "owned_by": card.publisher,
+        "type": "base",
+        "name": card.display_name,
+        "description": card.description,
+        "aliases": list(card.aliases),
+        "max_context_length": card.context_window,
+        "context_window": card.context_window,
+        "max_output_tokens": card.max_output_tokens,
+        "license": card.license,
+        "languages": list(card.languages),
+        "capabilities": {
+            "completion_chat": card.supports(Capability.CHAT),
+            "completion_fim": False,
+            "function_calling": card.supports(Capability.TOOLS),
+            "fine_tuning": False,
+            "vision": card.supports(Capability.VISION),
+            "classification": False,
+            "streaming": card.supports(Capability.STREAMING),
+            "json_output": card.supports(Capability.JSON_OUTPUT),
+            "embeddings": card.supports(Capability.EMBEDDINGS),
+        },
+        "deployments": [
+            {
+                "id": deployment.id,
+                "provider": deployment.provider,
+                "region": deployment.region,
+                "price_per_1m_tokens_usd": {
+                    "input": _dollars(deployment.price.input_per_1m_micros),
+                    "output": _dollars(deployment.price.output_per_1m_micros),
+                },
+                "data_policy": {
+                    "retention_days": deployment.data_policy.retention_days,
+                    "used_for_training": deployment.data_policy.used_for_training,
+                    "summary": deployment.data_policy.summary,
+                },
+            }
+            for deployment in deployments
+        ],
+    }
+
+
+def _dollars(micros: int) -> str:
+    """Exact decimal text for micro-dollars (JSON floats would round prices)."""
+    whole, fraction = divmod(micros, 1_000_000)
+    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")

@@ -1,0 +1,43 @@
+"""Typed, frozen start-up settings.
+
+Everything the gateway needs to know before it starts comes from here: command-line flags
+override `MODELYARD_*` environment variables, which override the defaults below. Settings are
+read once and never change while the process runs.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CATALOG = "default"
+MIB = 1024 * 1024
+
+
+def packaged_catalog_path() -> Path:
+    """The catalog that ships inside the package (SmolLM2 on the embedded engine)."""
+    return Path(str(resources.files("modelyard.catalog").joinpath("default.yaml")))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELYARD_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    catalog: Path | None = None
+    data_dir: Path = Path(".modelyard")
+    admin_key: SecretStr | None = None
+    max_body_bytes: int = Field(default=4 * MIB, gt=0)
+    # Threads llama.cpp uses per loaded model; 0 means one per CPU core.
+    engine_threads: int = Field(default=0, ge=0)
+    # Requests that may wait for a local model while it serves another; one more gets a 503.
+    engine_queue_depth: int = Field(default=16, ge=0)
+    # The largest `n` (choices per request) accepted.
+    max_choices: int = Field(default=4, ge=1)
+    log_level: str = "info"
+
+    def catalog_path(self) -> Path:
+        return self.catalog if self.catalog is not None else packaged_catalog_path()

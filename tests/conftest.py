@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.support.gateway import GatewayProcess
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gateway on the bundled catalog, shared by the tests that need no special settings."""
+    process = GatewayProcess(tmp_path_factory.mktemp("gateway")).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture()
+def client(gateway: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{gateway.base_url}/v1", api_key=gateway.admin_key, max_retries=0
+    )
+
+
+@pytest.fixture()
+def async_client(gateway: GatewayProcess) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=f"{gateway.base_url}/v1", api_key=gateway.admin_key, max_retries=0
+    )
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture()
+def anyio_backend() -> str:
+    return "asyncio"

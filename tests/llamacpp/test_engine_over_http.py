@@ -1,0 +1,203 @@
+"""The embedded engine under concurrency and disconnects, observed over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.support.gateway import GatewayProcess
+
+MODEL = "smollm2"
+LONG = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
+DEPLOYMENT = {"deployment": "smollm2-local"}
+
+
+def wait_idle(gateway: GatewayProcess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = gateway.metric("modelyard_local_busy", **DEPLOYMENT)
+        waiting = gateway.metric("modelyard_local_queue_waiting", **DEPLOYMENT)
+        if busy == 0 and waiting == 0:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("the engine did not become idle")
+
+
+def test_concurrent_streams_each_get_every_token(client: openai.OpenAI) -> None:
+    def stream_one(seed: int) -> tuple[int, str | None, int]:
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=LONG,
+                max_tokens=24,
+                temperature=0.8,
+                seed=seed,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        usage = chunks[-1].usage
+        assert usage is not None
+        finish = next(
+            c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+        )
+        text_chunks = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+        return usage.completion_tokens, finish, text_chunks
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(stream_one, range(4)))
+    for completion_tokens, finish, text_chunks in results:
+        assert text_chunks > 0
+        # Nobody is cut short: each stream either ran to max_tokens or stopped by itself.
+        assert (finish, completion_tokens) == ("length", 24) or (
+            finish == "stop" and completion_tokens < 24
+        )
+
+
+def test_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None:
+    wait_idle(gateway)
+    before_tokens = gateway.metric("modelyard_local_completion_tokens_total", **DEPLOYMENT)
+    before_cancelled = gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT)
+    body = {
+        "model": MODEL,
+        "messages": LONG,
+        "max_tokens": 1500,
+        "temperature": 1.0,
+        "seed": 5,
+        "stream": True,
+    }
+    with httpx.stream(
+        "POST",
+        f"{gateway.base_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+        timeout=30,
+    ) as response:
+        lines = response.iter_lines()
+        received = [next(lines) for _ in range(6)]
+    assert any(line.startswith("data: {") for line in received)
+    wait_idle(gateway)
+    generated = (
+        gateway.metric("modelyard_local_completion_tokens_total", **DEPLOYMENT) - before_tokens
+    )
+    assert (
+        gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT) == before_cancelled + 1
+    )
+    assert generated < 1500
+
+
+def test_non_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None:
+    wait_idle(gateway)
+    before_cancelled = gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT)
+    before_tokens = gateway.metric("modelyard_local_completion_tokens_total", **DEPLOYMENT)
+    body = (
+        b'{"model": "smollm2", "max_tokens": 1500, "temperature": 1.0, "seed": 9, '
+        b'"messages": [{"role": "user", "content": "Write a very long story."}]}'
+    )
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {gateway.admin_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(request)
+        deadline = time.monotonic() + 30
+        while gateway.metric("modelyard_local_busy", **DEPLOYMENT) == 0:
+            assert time.monotonic() < deadline, "generation never started"
+            time.sleep(0.02)
+    wait_idle(gateway)
+    assert (
+        gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT) == before_cancelled + 1
+    )
+    assert (
+        gateway.metric("modelyard_local_completion_tokens_total", **DEPLOYMENT) - before_tokens
+        < 1500
+    )
+
+
+def test_event_loop_answers_while_the_model_generates(gateway: GatewayProcess) -> None:
+    wait_idle(gateway)
+    body = {
+        "model": MODEL,
+        "messages": LONG,
+        "max_tokens": 400,
+        "temperature": 1.0,
+        "seed": 1,
+        "stream": True,
+    }
+    with httpx.stream(
+        "POST",
+        f"{gateway.base_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+        timeout=60,
+    ) as response:
+        lines = response.iter_lines()
+        next(lines)
+        health = httpx.get(f"{gateway.base_url}/healthz", timeout=30)
+        still_busy = gateway.metric("modelyard_local_busy", **DEPLOYMENT)
+        rest = list(lines)
+    assert health.status_code == 200
+    assert still_busy == 1, "the health check should have been answered mid-generation"
+    assert rest[-2:] == ["data: [DONE]", ""] or rest[-1] == "data: [DONE]"
+
+
+@pytest.fixture(scope="module")
+def tiny_queue_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("tiny-queue"), env={"MODELYARD_ENGINE_QUEUE_DEPTH": "1"}
+    ).start()
+    yield process
+    process.stop()
+
+
+def test_full_queue_answers_503_with_retry_after(tiny_queue_gateway: GatewayProcess) -> None:
+    gateway = tiny_queue_gateway
+    body = {"model": MODEL, "messages": LONG, "max_tokens": 300, "temperature": 1.0, "seed": 2}
+
+    def call(_: int) -> httpx.Response:
+        return httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {gateway.admin_key}"},
+            timeout=120,
+        )
+
+    with ThreadPoolExecutor(5) as pool:
+        responses = list(pool.map(call, range(5)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 503, 503, 503], statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert response.json()["error"]["code"] == "engine_overloaded"
+            assert 1 <= int(response.headers["retry-after"]) <= 120
+        else:
+            assert response.json()["usage"]["completion_tokens"] > 0
+
+
+def test_sdk_sees_overload_as_internal_server_error(
+    tiny_queue_gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    gateway = tiny_queue_gateway
+    client = openai.OpenAI(
+        base_url=f"{gateway.base_url}/v1", api_key=gateway.admin_key, max_retries=0
+    )
+    body = {"model": MODEL, "messages": LONG, "max_tokens": 300, "temperature": 1.0}
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(client.chat.completions.create, **body) for _ in range(3)]  # type: ignore[arg-type]
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+            except openai.InternalServerError as exc:
+                errors.append(exc)
+    assert len(errors) == 1
+    assert errors[0].status_code == 503
+    assert errors[0].code == "engine_overloaded"
