@@ -104,6 +104,7 @@ def test_bad_messages_name_the_parameter(
         ({"logprobs": True}, "logprobs", "invalid_parameter"),
         ({"frobnicate": 1}, "frobnicate", "unsupported_parameter"),
         ({"max_tokens": 100_000}, "max_tokens", "invalid_parameter"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "invalid_parameter"),
     ],
 )
 def test_bad_parameters_are_refused_by_name(

@@ -138,6 +138,10 @@ class ChatService:
             raise InvalidParameter(
                 f"The model '{card.id}' does not support streaming.", param="stream"
             )
+        if request.stream_options is not None and not request.stream:
+            raise InvalidParameter(
+                "stream_options is only allowed when stream is true.", param="stream_options"
+            )
         if request.choice_count() > self._max_choices:
             raise InvalidParameter(
                 f"n must be at most {self._max_choices} on this gateway; got {request.n}.",
