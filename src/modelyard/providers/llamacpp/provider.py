@@ -32,6 +32,8 @@ from modelyard.providers.llamacpp.worker import GenerationJob, ModelWorker, Samp
 
 log = logging.getLogger(__name__)
 
+INLINE_TOKENIZE_BYTES = 16 * 1024
+
 
 def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
     import llama_cpp
@@ -210,9 +212,13 @@ class LlamaCppProvider:
         loaded = self._loaded.get(deployment.id)
         if loaded is None:
             raise NotReady(f"local model '{card.id}' is not loaded yet", retry_after_s=1)
-        prompt = loaded.template.render(request.messages)
-        tokens: list[int] = await asyncio.to_thread(
-            loaded.llama.tokenize, prompt.encode("utf-8"), loaded.add_bos, True
+        prompt = loaded.template.render(request.messages).encode("utf-8")
+        tokenize = partial(loaded.llama.tokenize, prompt, loaded.add_bos, True)
+        # Short prompts tokenize in microseconds; a thread hop would cost more than it saves.
+        tokens: list[int] = (
+            tokenize()
+            if len(prompt) <= INLINE_TOKENIZE_BYTES
+            else await asyncio.to_thread(tokenize)
         )
         max_tokens = _completion_budget(request, card, loaded.n_ctx, len(tokens))
         stream = LocalChatStream(asyncio.get_running_loop(), len(tokens))

@@ -8,7 +8,9 @@ A cancelled job stops before its next token is computed, so at most one token is
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -105,6 +107,7 @@ class ModelWorker:
     # -- worker-thread side ----------------------------------------------------------------
 
     def _run(self) -> None:
+        _yield_cpu_to_event_loop()
         try:
             self._llama = self._load()
         except BaseException as exc:
@@ -181,3 +184,12 @@ class ModelWorker:
 
     def _is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token))
+
+
+def _yield_cpu_to_event_loop(niceness: int = 5) -> None:
+    """Lower this thread's CPU priority, and with it that of llama.cpp's OpenMP threads, which
+    are created from it and inherit it. The OpenMP threads spin while they wait, so on a small
+    machine they keep every core busy; at normal priority the event loop then waits a whole
+    scheduler slice (~4 ms) to deliver each token. Only lowering is allowed without privileges."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
