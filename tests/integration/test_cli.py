@@ -11,6 +11,16 @@ import yaml
 
 from tests.support.gateway import GatewayProcess
 
+MODEL_ENTRY = {
+    "id": "m1",
+    "publisher": "x",
+    "license": "mit",
+    "context_window": 512,
+    "max_output_tokens": 10,
+    "languages": ["en"],
+    "capabilities": ["chat"],
+}
+
 
 def test_first_start_prints_a_key_once_and_stores_only_its_hash(data_dir: Path) -> None:
     first = GatewayProcess(data_dir, admin_key=None).start()
@@ -45,23 +55,7 @@ def test_first_start_prints_a_key_once_and_stores_only_its_hash(data_dir: Path) 
 
 def test_invalid_catalog_fails_at_start_naming_file_entry_and_field(tmp_path: Path) -> None:
     catalog = tmp_path / "broken.yaml"
-    catalog.write_text(
-        yaml.safe_dump(
-            {
-                "models": [
-                    {
-                        "id": "m1",
-                        "publisher": "x",
-                        "license": "mit",
-                        "context_window": "big",
-                        "max_output_tokens": 10,
-                        "languages": ["en"],
-                        "capabilities": ["chat"],
-                    }
-                ]
-            }
-        )
-    )
+    catalog.write_text(yaml.safe_dump({"models": [{**MODEL_ENTRY, "context_window": "big"}]}))
     result = subprocess.run(
         [
             sys.executable,
@@ -89,17 +83,7 @@ def test_a_catalog_whose_weights_are_missing_fails_clearly(tmp_path: Path) -> No
     catalog.write_text(
         yaml.safe_dump(
             {
-                "models": [
-                    {
-                        "id": "m1",
-                        "publisher": "x",
-                        "license": "mit",
-                        "context_window": 512,
-                        "max_output_tokens": 10,
-                        "languages": ["en"],
-                        "capabilities": ["chat"],
-                    }
-                ],
+                "models": [MODEL_ENTRY],
                 "deployments": [
                     {
                         "id": "d1",

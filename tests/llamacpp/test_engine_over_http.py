@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -28,6 +29,26 @@ def wait_idle(gateway: GatewayProcess, timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError("the engine did not become idle")
+
+
+def stream_long_story(
+    gateway: GatewayProcess, max_tokens: int, seed: int
+) -> contextlib.AbstractContextManager[httpx.Response]:
+    body = {
+        "model": MODEL,
+        "messages": LONG,
+        "max_tokens": max_tokens,
+        "temperature": 1.0,
+        "seed": seed,
+        "stream": True,
+    }
+    return httpx.stream(
+        "POST",
+        f"{gateway.base_url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+        timeout=60,
+    )
 
 
 def test_concurrent_streams_each_get_every_token(client: openai.OpenAI) -> None:
@@ -65,21 +86,7 @@ def test_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None:
     wait_idle(gateway)
     before_tokens = gateway.metric("modelyard_local_completion_tokens_total", **DEPLOYMENT)
     before_cancelled = gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT)
-    body = {
-        "model": MODEL,
-        "messages": LONG,
-        "max_tokens": 1500,
-        "temperature": 1.0,
-        "seed": 5,
-        "stream": True,
-    }
-    with httpx.stream(
-        "POST",
-        f"{gateway.base_url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {gateway.admin_key}"},
-        timeout=30,
-    ) as response:
+    with stream_long_story(gateway, max_tokens=1500, seed=5) as response:
         lines = response.iter_lines()
         received = [next(lines) for _ in range(6)]
     assert any(line.startswith("data: {") for line in received)
@@ -124,21 +131,7 @@ def test_non_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None
 
 def test_event_loop_answers_while_the_model_generates(gateway: GatewayProcess) -> None:
     wait_idle(gateway)
-    body = {
-        "model": MODEL,
-        "messages": LONG,
-        "max_tokens": 400,
-        "temperature": 1.0,
-        "seed": 1,
-        "stream": True,
-    }
-    with httpx.stream(
-        "POST",
-        f"{gateway.base_url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {gateway.admin_key}"},
-        timeout=60,
-    ) as response:
+    with stream_long_story(gateway, max_tokens=400, seed=1) as response:
         lines = response.iter_lines()
         next(lines)
         health = httpx.get(f"{gateway.base_url}/healthz", timeout=30)
