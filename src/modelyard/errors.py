@@ -10,13 +10,16 @@ stops `modelyard serve` before it binds, with a message for the operator.
     │   ├── MalformedJson                 code=invalid_json
     │   ├── InvalidParameter              code=invalid_parameter (param names the field)
     │   ├── UnsupportedParameter          code=unsupported_parameter
-    │   └── ContextLengthExceeded         code=context_length_exceeded
+    │   ├── ContextLengthExceeded         code=context_length_exceeded
+    │   ├── UnsupportedSchema             code=unsupported_schema
+    │   └── CapabilityUnavailable         code=capability_unavailable
     ├── AuthenticationFailed (401)        code=invalid_api_key
     ├── NotFound (404)
     │   ├── ModelNotFound                 code=model_not_found
     │   └── RouteNotFound                 code=not_found
     ├── MethodNotAllowed (405)            code=method_not_allowed
     ├── BodyTooLarge (413)                code=request_too_large
+    ├── InvalidModelOutput (502)          code=invalid_model_output
     ├── ServiceUnavailable (503)
     │   ├── EngineBusy                    code=engine_overloaded (Retry-After)
     │   └── NotReady                      code=not_ready
@@ -74,6 +77,14 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class UnsupportedSchema(InvalidRequest):
+    code = "unsupported_schema"
+
+
+class CapabilityUnavailable(InvalidRequest):
+    code = "capability_unavailable"
+
+
 class AuthenticationFailed(ModelyardError):
     status = 401
     type = "authentication_error"
@@ -104,6 +115,14 @@ class BodyTooLarge(ModelyardError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class InvalidModelOutput(ModelyardError):
+    """The model's output broke the request's schema and could not be repaired."""
+
+    status = 502
+    type = "server_error"
+    code = "invalid_model_output"
 
 
 class ServiceUnavailable(ModelyardError):

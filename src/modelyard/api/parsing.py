@@ -43,7 +43,7 @@ def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> Unsuppor
 
 
 def _describe(exc: ValidationError, body: bytes) -> MalformedJson | InvalidParameter:
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    errors = exc.errors(include_url=False, include_input=False)
     if errors and errors[0]["type"] == "json_invalid":
         return MalformedJson(
             "The request body is not valid JSON. Send one JSON object "
@@ -55,10 +55,10 @@ def _describe(exc: ValidationError, body: bytes) -> MalformedJson | InvalidParam
     by_param: dict[str, list[str]] = {}
     for error in errors:
         param = _param_path(raw, error["loc"], error["type"] == "missing")
-        if error["type"] in ("union_tag_invalid", "union_tag_not_found") and not param.endswith(
-            ".role"
-        ):
-            param = f"{param}.role" if param else "role"
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+            param = f"{param}.{tag}" if param else tag
+
         messages = by_param.setdefault(param, [])
         if error["msg"] not in messages:
             messages.append(error["msg"])

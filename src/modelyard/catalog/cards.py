@@ -17,6 +17,7 @@ class Capability(enum.StrEnum):
     STREAMING = "streaming"
     TOOLS = "tools"
     JSON_OUTPUT = "json_output"
+    JSON_SCHEMA = "json_schema"
     EMBEDDINGS = "embeddings"
     VISION = "vision"
 

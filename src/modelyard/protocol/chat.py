@@ -11,16 +11,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard.protocol.tools import ResponseFormat, Tool, ToolChoice
+
 # Parameters of the OpenAI API that this gateway does not honour yet. They are refused by name
 # (never silently dropped); everything else unknown is refused as unrecognized.
 UNSUPPORTED_PARAMETERS = frozenset(
     {
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
         "functions",
         "function_call",
-        "response_format",
         "logit_bias",
         "top_logprobs",
         "modalities",
@@ -65,6 +63,7 @@ class ToolCall(_Wire):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    index: int | None = None  # sent back by the Mistral SDK in assistant echoes
 
 
 class SystemMessage(_Wire):
@@ -91,12 +90,15 @@ class AssistantMessage(_Wire):
     name: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
+    # Mistral: `prefix: true` asks to continue this message; only `false` is honoured.
+    prefix: Literal[False] = False
 
 
 class ToolMessage(_Wire):
     role: Literal["tool"]
     content: str | list[TextPart]
     tool_call_id: str
+    name: str | None = None  # Mistral sends the function name on tool results
 
 
 Message = Annotated[
@@ -121,6 +123,8 @@ class ChatCompletionRequest(BaseModel):
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
+    random_seed: int | None = None  # Mistral's name for `seed`
+    safe_prompt: bool = False  # Mistral: prepend its guardrail system prompt
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     n: Annotated[int, Field(ge=1)] | None = None
@@ -130,12 +134,19 @@ class ChatCompletionRequest(BaseModel):
     logprobs: Literal[False] | None = None
     # Modelyard never stores completions, so only `store: false` can be honoured.
     store: Literal[False] | None = None
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
         stops = [self.stop] if isinstance(self.stop, str) else self.stop
         return tuple(s for s in stops if s)
+
+    def sampling_seed(self) -> int | None:
+        return self.seed if self.seed is not None else self.random_seed
 
     def requested_max_tokens(self) -> int | None:
         """`max_completion_tokens` wins over the older `max_tokens` when both are sent."""

@@ -7,9 +7,10 @@ non-streamed answers, `object: chat.completion.chunk` on every chunk.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from modelyard.providers.base import Usage
+from modelyard.providers.base import ToolCallDelta, Usage
 
 JsonObject = dict[str, Any]
 
@@ -22,13 +23,26 @@ def usage_object(usage: Usage) -> JsonObject:
     }
 
 
+@dataclass(frozen=True)
+class ChoiceResult:
+    text: str
+    tool_calls: tuple[ToolCallDelta, ...]
+    finish_reason: str
+
+
+def tool_call_object(call: ToolCallDelta, with_index: bool = False) -> JsonObject:
+    body: JsonObject = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    if with_index:
+        body["index"] = call.index
+    return body
+
+
 def completion(
-    completion_id: str,
-    created: int,
-    model: str,
-    texts: list[str],
-    finish_reasons: list[str],
-    usage: Usage,
+    completion_id: str, created: int, model: str, choices: list[ChoiceResult], usage: Usage
 ) -> JsonObject:
     return {
         "id": completion_id,
@@ -38,15 +52,26 @@ def completion(
         "choices": [
             {
                 "index": index,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": finish_reasons[index],
+                "message": _message(choice),
+                "finish_reason": choice.finish_reason,
                 "logprobs": None,
             }
-            for index, text in enumerate(texts)
+            for index, choice in enumerate(choices)
         ],
         "usage": usage_object(usage),
         "system_fingerprint": None,
     }
+
+
+def _message(choice: ChoiceResult) -> JsonObject:
+    if choice.tool_calls:
+        return {
+            "role": "assistant",
+            "content": choice.text or None,
+            "tool_calls": [tool_call_object(call) for call in choice.tool_calls],
+            "refusal": None,
+        }
+    return {"role": "assistant", "content": choice.text, "refusal": None}
 
 
 def chunk(

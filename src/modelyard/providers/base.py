@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from modelyard.catalog.cards import Deployment, ModelCard
+from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.errors import ModelyardError
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.structured.contract import OutputContract
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,17 @@ class Usage:
 class TextDelta:
     choice: int
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """One complete tool call (the only streamed form every SDK accepts, CLIENTS.md §4)."""
+
+    choice: int
+    index: int
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ class Failed:
     error: ModelyardError
 
 
-ChatEvent = TextDelta | ChoiceFinished | Finished | Failed
+ChatEvent = TextDelta | ToolCallDelta | ChoiceFinished | Finished | Failed
 
 
 class ChatStream(Protocol):
@@ -77,8 +89,16 @@ class Provider(Protocol):
 
     def metric_samples(self) -> list[MetricSample]: ...
 
+    def enforced_capabilities(self) -> frozenset[Capability]:
+        """Capabilities this provider guarantees for any model, beyond what the card declares."""
+        ...
+
     async def open_chat(
-        self, request: ChatCompletionRequest, card: ModelCard, deployment: Deployment
+        self,
+        request: ChatCompletionRequest,
+        card: ModelCard,
+        deployment: Deployment,
+        contract: OutputContract,
     ) -> ChatStream:
         """Admit a chat request, or raise a ModelyardError before any output exists."""
         ...

@@ -12,7 +12,7 @@ from starlette.types import Receive
 from modelyard.api.parsing import read_model
 from modelyard.api.sse import EventStreamResponse
 from modelyard.protocol.chat import UNSUPPORTED_PARAMETERS, ChatCompletionRequest
-from modelyard.serving.chat import ChatRun
+from modelyard.serving.chat_run import ChatRun
 from modelyard.state import app_state, request_id
 
 

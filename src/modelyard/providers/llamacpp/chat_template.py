@@ -1,20 +1,18 @@
 """Render chat messages into a prompt with the model's own template from its GGUF metadata.
 
 Templates are Jinja2 (the Hugging Face convention) and are evaluated in a sandbox, because a GGUF
-file is data from outside. `developer` messages are given to the template as `system`, which is
-what models trained before that role existed expect.
+file is data from outside. What the messages say is decided in `prompt.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from modelyard.errors import InvalidRequest
-from modelyard.protocol.chat import Message, message_text
 
 
 def _raise_exception(message: str) -> NoReturn:
@@ -29,17 +27,10 @@ class ChatTemplate:
         self._bos_token = bos_token
         self._eos_token = eos_token
 
-    def render(self, messages: Sequence[Message]) -> str:
-        plain = [
-            {
-                "role": "system" if message.role == "developer" else message.role,
-                "content": message_text(message.content),
-            }
-            for message in messages
-        ]
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         try:
             return self._template.render(
-                messages=plain,
+                messages=list(messages),
                 add_generation_prompt=True,
                 bos_token=self._bos_token,
                 eos_token=self._eos_token,

@@ -8,7 +8,6 @@ template and tokenized, the context window is checked, and the job is queued or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from modelyard.catalog.cards import Deployment, ModelCard
+from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.errors import (
     ContextLengthExceeded,
     EngineBusy,
@@ -25,14 +24,19 @@ from modelyard.errors import (
 )
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.providers.base import ChatEvent, Failed, Finished, Usage
+from modelyard.providers.base import ChatStream
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
+from modelyard.providers.llamacpp.grammar import GrammarFactory, grammar_source
 from modelyard.providers.llamacpp.locate import locate_gguf
+from modelyard.providers.llamacpp.prompt import prompt_messages
+from modelyard.providers.llamacpp.stream import LocalChatStream, ToolCallStream
 from modelyard.providers.llamacpp.worker import GenerationJob, ModelWorker, Sampling
+from modelyard.structured.contract import OutputContract
 
 log = logging.getLogger(__name__)
 
 INLINE_TOKENIZE_BYTES = 16 * 1024
+ENFORCED_BY_GRAMMAR = frozenset({Capability.TOOLS, Capability.JSON_OUTPUT, Capability.JSON_SCHEMA})
 
 
 def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
@@ -47,47 +51,13 @@ def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
     )
 
 
-class LocalChatStream:
-    """Events of one local generation, delivered from the worker thread to the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, prompt_tokens: int) -> None:
-        self._loop = loop
-        self._events: asyncio.Queue[ChatEvent] = asyncio.Queue()
-        self._prompt_tokens = prompt_tokens
-        self.job: GenerationJob | None = None
-        # Set by the worker even if nobody reads the stream any more (client gone).
-        self.usage: Usage | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self._prompt_tokens
-
-    def emit(self, event: ChatEvent) -> None:
-        """Called on the worker thread."""
-        if isinstance(event, Finished):
-            self.usage = event.usage
-        # After the loop has closed nobody is listening; the usage above is all that matters.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
-
-    async def __aiter__(self) -> Any:
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, Finished | Failed):
-                return
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancelled.set()
-
-
 @dataclass
 class _Loaded:
     template: ChatTemplate
     add_bos: bool
     n_ctx: int
     llama: Any
+    grammars: GrammarFactory
 
 
 class LlamaCppProvider:
@@ -133,6 +103,7 @@ class LlamaCppProvider:
             add_bos=bool(llama._model.add_bos_token()),
             n_ctx=int(llama.n_ctx()),
             llama=llama,
+            grammars=await asyncio.to_thread(GrammarFactory, llama),
         )
         log.info("deployment %s loaded (context %d tokens)", deployment_id, llama.n_ctx())
 
@@ -206,13 +177,21 @@ class LlamaCppProvider:
             ]
         return samples
 
+    def enforced_capabilities(self) -> frozenset[Capability]:
+        return ENFORCED_BY_GRAMMAR
+
     async def open_chat(
-        self, request: ChatCompletionRequest, card: ModelCard, deployment: Deployment
-    ) -> LocalChatStream:
+        self,
+        request: ChatCompletionRequest,
+        card: ModelCard,
+        deployment: Deployment,
+        contract: OutputContract,
+    ) -> ChatStream:
         loaded = self._loaded.get(deployment.id)
         if loaded is None:
             raise NotReady(f"local model '{card.id}' is not loaded yet", retry_after_s=1)
-        prompt = loaded.template.render(request.messages).encode("utf-8")
+        messages = prompt_messages(request.messages, contract, request.safe_prompt)
+        prompt = loaded.template.render(messages).encode("utf-8")
         tokenize = partial(loaded.llama.tokenize, prompt, loaded.add_bos, True)
         # Short prompts tokenize in microseconds; a thread hop would cost more than it saves.
         tokens: list[int] = (
@@ -221,6 +200,9 @@ class LlamaCppProvider:
             else await asyncio.to_thread(tokenize)
         )
         max_tokens = _completion_budget(request, card, loaded.n_ctx, len(tokens))
+        grammar = grammar_source(contract)
+        if grammar is not None:
+            loaded.grammars.constraint(grammar)  # compile now: a bad grammar is a 400, not a 500
         stream = LocalChatStream(asyncio.get_running_loop(), len(tokens))
         job = GenerationJob(
             prompt_tokens=tokens,
@@ -229,12 +211,13 @@ class LlamaCppProvider:
                 top_p=1.0 if request.top_p is None else request.top_p,
                 presence_penalty=request.presence_penalty or 0.0,
                 frequency_penalty=request.frequency_penalty or 0.0,
-                seed=request.seed,
+                seed=request.sampling_seed(),
             ),
             max_tokens=max_tokens,
             stops=request.stop_sequences(),
             choices=request.choice_count(),
             emit=stream.emit,
+            new_constraint=partial(loaded.grammars.constraint, grammar) if grammar else None,
         )
         stream.job = job
         worker = self._workers[deployment.id]
@@ -243,7 +226,7 @@ class LlamaCppProvider:
                 f"local model '{card.id}' is busy: its request queue is full; retry shortly",
                 retry_after_s=worker.retry_after_s(),
             )
-        return stream
+        return ToolCallStream(stream) if contract.tool_mode != "none" else stream
 
 
 def _completion_budget(

@@ -22,10 +22,15 @@ import llama_cpp
 
 from modelyard.errors import InternalError, NotReady
 from modelyard.providers.base import ChatEvent, ChoiceFinished, Failed, Finished, TextDelta, Usage
+from modelyard.providers.llamacpp.grammar import GrammarConstraint
 from modelyard.providers.llamacpp.job_queue import JobQueue
 from modelyard.providers.llamacpp.text_assembly import TextAssembler
 
 log = logging.getLogger(__name__)
+
+
+class GrammarViolation(Exception):
+    """A sampled token broke the grammar whose mask was applied: a bug, never the model's fault."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class GenerationJob:
     choices: int
     emit: Callable[[ChatEvent], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Makes a fresh grammar state for each choice; None for free text.
+    new_constraint: Callable[[], GrammarConstraint] | None = None
 
 
 @dataclass
@@ -140,6 +147,7 @@ class ModelWorker:
         for choice in range(job.choices):
             llama.set_seed((base_seed + choice) & 0x7FFFFFFF)
             assembler = TextAssembler(job.stops)
+            constraint = job.new_constraint() if job.new_constraint is not None else None
             finish_reason = "length"
             count = 0
             for token in llama.generate(
@@ -151,9 +159,12 @@ class ModelWorker:
                 repeat_penalty=1.0,
                 presence_penalty=job.sampling.presence_penalty,
                 frequency_penalty=job.sampling.frequency_penalty,
+                logits_processor=[constraint.mask_logits] if constraint is not None else None,
             ):
                 if job.cancelled.is_set():
                     break
+                if constraint is not None and not constraint.consume(token):
+                    raise GrammarViolation(constraint.error())
                 if self._is_end_of_generation(token):
                     finish_reason = "stop"
                     break
@@ -161,7 +172,7 @@ class ModelWorker:
                 text = assembler.push(llama.detokenize([token]))
                 if text:
                     job.emit(TextDelta(choice, text))
-                if assembler.stopped:
+                if assembler.stopped or (constraint is not None and constraint.finished()):
                     finish_reason = "stop"
                     break
                 if count >= budget:

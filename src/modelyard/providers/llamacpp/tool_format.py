@@ -1,0 +1,118 @@
+"""How local models that were never given a tool API are asked for, and answer with, tool calls.
+
+Tools are described in the system prompt in the format SmolLM2 was instruction-tuned on, and a
+call is written as one `<tool_call>[{"name": ..., "arguments": {...}}, ...]</tool_call>` block;
+the grammar (see `grammar.py`) guarantees the block parses and names declared tools. A free-text
+answer never starts with `<`, so the first character tells the two apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from modelyard.structured.contract import ToolSpec
+
+CALL_OPEN = "<tool_call>"
+CALL_CLOSE = "</tool_call>"
+
+
+def tool_system_prompt(tools: Sequence[ToolSpec], required: bool) -> str:
+    described = orjson.dumps(
+        [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
+    ).decode()
+    when = (
+        "You must call one or more of the functions."
+        if required
+        else "If none of the functions can be used, answer the question directly in plain text."
+    )
+    return (
+        "You are an expert in composing functions. You are given a question and a set of "
+        "possible functions. Based on the question, you will need to make one or more "
+        f"function/tool calls to achieve the purpose. {when}\n\n"
+        f"You have access to the following tools:\n<tools>{described}</tools>\n\n"
+        "To call functions, reply with exactly this format and no other text:\n"
+        f'{CALL_OPEN}[{{"name": "func_name1", "arguments": {{"argument1": "value1"}}}}]{CALL_CLOSE}'
+    )
+
+
+def json_system_prompt(schema: dict[str, object]) -> str:
+    return (
+        "Answer only with a JSON value that matches this JSON schema:\n"
+        + orjson.dumps(schema).decode()
+    )
+
+
+def render_tool_calls(calls: Sequence[tuple[str, str]]) -> str:
+    """An assistant turn's calls (name, JSON arguments), written back in the model's format."""
+    items = [
+        {"name": name, "arguments": orjson.loads(arguments or "{}")} for name, arguments in calls
+    ]
+    return CALL_OPEN + orjson.dumps(items).decode() + CALL_CLOSE
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    id: str
+    name: str
+    arguments: str
+
+
+class ToolCallExtractor:
+    """Splits one choice's generated text into plain content or complete tool calls."""
+
+    def __init__(self) -> None:
+        self._mode: str | None = None  # None until the first visible character decides
+        self._held = ""
+
+    @property
+    def calling(self) -> bool:
+        return self._mode == "calls"
+
+    def push(self, text: str) -> tuple[str, list[ParsedCall]]:
+        """Feed generated text; returns (content to emit, calls completed by this text)."""
+        if self._mode == "text":
+            return text, []
+        self._held += text
+        if self._mode is None:
+            visible = self._held.lstrip()
+            if not visible:
+                return "", []
+            self._mode = "calls" if visible.startswith("<") else "text"
+            if self._mode == "text":
+                content, self._held = self._held, ""
+                return content, []
+        return "", self._complete_calls()
+
+    def finish(self) -> tuple[str, list[ParsedCall]]:
+        """At the end of generation: anything held that never became a complete call is text."""
+        calls = self._complete_calls()
+        leftover, self._held = self._held, ""
+        return (leftover if leftover.strip() else ""), calls
+
+    def _complete_calls(self) -> list[ParsedCall]:
+        calls: list[ParsedCall] = []
+        while (end := self._held.find(CALL_CLOSE)) != -1:
+            start = self._held.find(CALL_OPEN)
+            block = self._held[start + len(CALL_OPEN) : end] if start != -1 else ""
+            self._held = self._held[end + len(CALL_CLOSE) :]
+            calls.extend(_parse_block(block))
+        return calls
+
+
+def _parse_block(block: str) -> list[ParsedCall]:
+    try:
+        items = orjson.loads(block)
+    except orjson.JSONDecodeError:
+        return []
+    if isinstance(items, dict):
+        items = [items]
+    calls = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            arguments = orjson.dumps(item.get("arguments", {})).decode()
+            calls.append(ParsedCall(f"call_{os.urandom(12).hex()}", item["name"], arguments))
+    return calls

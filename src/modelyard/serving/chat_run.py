@@ -1,0 +1,153 @@
+"""One admitted chat generation, shaped as a chat.completion or as chunks, and checked against
+its output contract before anything leaves the gateway.
+
+Validation is provider-agnostic: every tool call must name a declared tool with arguments that
+match its parameters, and JSON content must match the response schema. A non-streamed answer
+that fails gets one more generation, then a 502 `invalid_model_output`; a streamed one gets the
+error in-band (its content has already left). Outputs cut by `max_tokens` are not checked:
+`finish_reason: length` already tells the client they are incomplete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from modelyard.catalog.cards import Deployment, ModelCard
+from modelyard.errors import InvalidModelOutput, NotReady
+from modelyard.protocol import chat_response
+from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.protocol.chat_response import ChoiceResult, JsonObject
+from modelyard.providers.base import (
+    ChatStream,
+    ChoiceFinished,
+    Failed,
+    Finished,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from modelyard.structured.contract import OutputContract
+from modelyard.structured.validation import validate_content, validate_tool_call
+
+REPAIR_ATTEMPTS = 1
+
+
+@dataclass
+class ChatRun:
+    completion_id: str
+    created: int
+    card: ModelCard
+    deployment: Deployment
+    route_reason: str
+    request: ChatCompletionRequest
+    contract: OutputContract
+    stream: ChatStream
+    # Opens a fresh generation of the same request, for the repair attempt.
+    reopen: Callable[[], Awaitable[ChatStream]] = field(repr=False)
+
+    async def complete(self) -> JsonObject:
+        """Wait for the whole generation and shape it as one chat.completion."""
+        for attempt in range(REPAIR_ATTEMPTS + 1):
+            choices, usage = await self._collect()
+            try:
+                for choice in choices:
+                    self._validate_choice(choice)
+            except InvalidModelOutput:
+                if attempt == REPAIR_ATTEMPTS:
+                    raise
+                self.stream = await self.reopen()
+                continue
+            return chat_response.completion(
+                self.completion_id, self.created, self.card.id, choices, usage
+            )
+        raise AssertionError("unreachable")
+
+    async def _collect(self) -> tuple[list[ChoiceResult], Usage]:
+        count = self.request.choice_count()
+        texts: list[list[str]] = [[] for _ in range(count)]
+        calls: list[list[ToolCallDelta]] = [[] for _ in range(count)]
+        finish_reasons = ["stop"] * count
+        async for event in self.stream:
+            if isinstance(event, TextDelta):
+                texts[event.choice].append(event.text)
+            elif isinstance(event, ToolCallDelta):
+                calls[event.choice].append(event)
+            elif isinstance(event, ChoiceFinished):
+                finish_reasons[event.choice] = event.finish_reason
+            elif isinstance(event, Finished):
+                choices = [
+                    ChoiceResult("".join(texts[i]), tuple(calls[i]), finish_reasons[i])
+                    for i in range(count)
+                ]
+                return choices, event.usage
+            elif isinstance(event, Failed):
+                raise event.error
+        raise NotReady("the generation ended without a result")
+
+    def _validate_choice(self, choice: ChoiceResult) -> None:
+        if choice.finish_reason == "length":
+            return
+        for call in choice.tool_calls:
+            validate_tool_call(call.name, call.arguments, self.contract)
+        if not choice.tool_calls:
+            validate_content(choice.text, self.contract)
+
+    async def chunks(self) -> AsyncIterator[JsonObject]:
+        """The stream as chat.completion.chunk objects; cancels generation if abandoned."""
+        ids = (self.completion_id, self.created, self.card.id)
+        started: set[int] = set()
+        texts: dict[int, list[str]] = {}
+        called: set[int] = set()
+        held_finish: ChoiceFinished | None = None
+        last_choice = self.request.choice_count() - 1
+
+        def opening(choice: int, delta: JsonObject) -> JsonObject:
+            if choice not in started:
+                started.add(choice)
+                return {"role": "assistant", **delta}
+            return delta
+
+        try:
+            async for event in self.stream:
+                if isinstance(event, TextDelta):
+                    texts.setdefault(event.choice, []).append(event.text)
+                    delta = opening(event.choice, {"content": event.text})
+                    yield chat_response.chunk(*ids, event.choice, delta)
+                elif isinstance(event, ToolCallDelta):
+                    validate_tool_call(event.name, event.arguments, self.contract)
+                    called.add(event.choice)
+                    call = chat_response.tool_call_object(event, with_index=True)
+                    delta = opening(event.choice, {"content": None, "tool_calls": [call]})
+                    yield chat_response.chunk(*ids, event.choice, delta)
+                elif isinstance(event, ChoiceFinished):
+                    if event.finish_reason != "length" and event.choice not in called:
+                        validate_content("".join(texts.get(event.choice, [])), self.contract)
+                    if event.choice not in started:
+                        yield chat_response.chunk(
+                            *ids, event.choice, opening(event.choice, {"content": ""})
+                        )
+                    if event.choice == last_choice:
+                        # Usage rides on the last chunk (Mistral and Azure never ask for it).
+                        held_finish = event
+                    else:
+                        yield chat_response.chunk(*ids, event.choice, {}, event.finish_reason)
+                elif isinstance(event, Finished):
+                    for chunk in self._closing_chunks(held_finish, event.usage):
+                        yield chunk
+                    return
+                elif isinstance(event, Failed):
+                    raise event.error
+        finally:
+            self.stream.cancel()
+
+    def _closing_chunks(self, finish: ChoiceFinished | None, usage: Usage) -> list[JsonObject]:
+        ids = (self.completion_id, self.created, self.card.id)
+        index = finish.choice if finish else 0
+        reason = finish.finish_reason if finish else "stop"
+        if self.request.wants_stream_usage():
+            return [
+                chat_response.chunk(*ids, index, {}, reason),
+                chat_response.usage_chunk(*ids, usage),
+            ]
+        return [chat_response.chunk(*ids, index, {}, reason, usage=usage)]
