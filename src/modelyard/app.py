@@ -42,7 +42,7 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         providers=providers,
         authenticator=Authenticator(admin_digest),
         chat=ChatService(catalog, providers, settings.max_choices),
-        models=ModelsService(catalog),
+        models=ModelsService(catalog, providers),
     )
 
 

@@ -15,7 +15,12 @@ def test_list_models_carries_card_metadata(client: openai.OpenAI) -> None:
     extra = entry.model_extra or {}
     assert extra["type"] == "base"
     assert extra["capabilities"]["completion_chat"] is True
-    assert extra["capabilities"]["function_calling"] is False
+    # SmolLM2 was never trained for tools or JSON; the gateway's grammars provide both.
+    assert extra["capabilities"]["function_calling"] is True
+    assert extra["capabilities"]["json_schema"] is True
+    assert extra["capability_sources"]["chat"] == "model"
+    assert extra["capability_sources"]["tools"] == "gateway"
+    assert extra["capability_sources"]["json_schema"] == "gateway"
     assert extra["context_window"] == 8192
     assert extra["languages"] == ["en"]
     deployment = extra["deployments"][0]

@@ -11,14 +11,16 @@ from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import ModelNotFound
 from modelyard.protocol.chat_response import JsonObject
+from modelyard.providers.registry import ProviderRegistry
 
 
 class ModelsService:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, providers: ProviderRegistry) -> None:
         self._catalog = catalog
         # Cards never change while the process runs, so their wire form is built once.
         self._entries = {
-            card.id: _model_entry(card, catalog.deployments_of(card.id)) for card in catalog.cards
+            card.id: _model_entry(card, catalog.deployments_of(card.id), providers)
+            for card in catalog.cards
         }
 
     def list_models(self, principal: Principal) -> JsonObject:
@@ -34,7 +36,10 @@ class ModelsService:
         return entry
 
 
-def _model_entry(card: ModelCard, deployments: tuple[Deployment, ...]) -> JsonObject:
+def _model_entry(
+    card: ModelCard, deployments: tuple[Deployment, ...], providers: ProviderRegistry
+) -> JsonObject:
+    sources = _capability_sources(card, deployments, providers)
     return {
         "id": card.id,
         "object": "model",
@@ -50,33 +55,49 @@ def _model_entry(card: ModelCard, deployments: tuple[Deployment, ...]) -> JsonOb
         "license": card.license,
         "languages": list(card.languages),
         "capabilities": {
-            "completion_chat": card.supports(Capability.CHAT),
+            "completion_chat": Capability.CHAT in sources,
             "completion_fim": False,
-            "function_calling": card.supports(Capability.TOOLS),
+            "function_calling": Capability.TOOLS in sources,
             "fine_tuning": False,
-            "vision": card.supports(Capability.VISION),
+            "vision": Capability.VISION in sources,
             "classification": False,
-            "streaming": card.supports(Capability.STREAMING),
-            "json_output": card.supports(Capability.JSON_OUTPUT),
-            "embeddings": card.supports(Capability.EMBEDDINGS),
+            "streaming": Capability.STREAMING in sources,
+            "json_output": Capability.JSON_OUTPUT in sources,
+            "json_schema": Capability.JSON_SCHEMA in sources,
+            "embeddings": Capability.EMBEDDINGS in sources,
         },
-        "deployments": [
-            {
-                "id": deployment.id,
-                "provider": deployment.provider,
-                "region": deployment.region,
-                "price_per_1m_tokens_usd": {
-                    "input": _dollars(deployment.price.input_per_1m_micros),
-                    "output": _dollars(deployment.price.output_per_1m_micros),
-                },
-                "data_policy": {
-                    "retention_days": deployment.data_policy.retention_days,
-                    "used_for_training": deployment.data_policy.used_for_training,
-                    "summary": deployment.data_policy.summary,
-                },
-            }
-            for deployment in deployments
-        ],
+        # Which capabilities the model has itself and which the gateway enforces for it.
+        "capability_sources": {str(capability): source for capability, source in sources.items()},
+        "deployments": [_deployment_entry(deployment) for deployment in deployments],
+    }
+
+
+def _capability_sources(
+    card: ModelCard, deployments: tuple[Deployment, ...], providers: ProviderRegistry
+) -> dict[Capability, str]:
+    sources = {capability: "model" for capability in card.capabilities}
+    for deployment in deployments:
+        provider = providers.get(deployment.provider)
+        enforced = provider.enforced_capabilities() if provider is not None else frozenset()
+        for capability in sorted(enforced):
+            sources.setdefault(capability, "gateway")
+    return sources
+
+
+def _deployment_entry(deployment: Deployment) -> JsonObject:
+    return {
+        "id": deployment.id,
+        "provider": deployment.provider,
+        "region": deployment.region,
+        "price_per_1m_tokens_usd": {
+            "input": _dollars(deployment.price.input_per_1m_micros),
+            "output": _dollars(deployment.price.output_per_1m_micros),
+        },
+        "data_policy": {
+            "retention_days": deployment.data_policy.retention_days,
+            "used_for_training": deployment.data_policy.used_for_training,
+            "summary": deployment.data_policy.summary,
+        },
     }
 
 

@@ -1,0 +1,34 @@
+from modelyard.providers.llamacpp.tool_format import ToolCallExtractor, render_tool_calls
+
+
+def test_text_answers_pass_through_as_content() -> None:
+    extractor = ToolCallExtractor()
+    assert extractor.push("  ") == ("", [])
+    assert extractor.push("Hello") == ("  Hello", [])
+    assert extractor.push(" world") == (" world", [])
+    assert not extractor.calling
+
+
+def test_calls_are_emitted_complete_once_their_block_closes() -> None:
+    extractor = ToolCallExtractor()
+    assert extractor.push('<tool_call>[{"name": "f", "argu') == ("", [])
+    text, calls = extractor.push('ments": {"x": 1}}, {"name": "g", "arguments": {}}]</tool_call>')
+    assert text == ""
+    assert [(c.name, c.arguments) for c in calls] == [("f", '{"x":1}'), ("g", "{}")]
+    assert calls[0].id != calls[1].id and calls[0].id.startswith("call_")
+
+
+def test_an_unfinished_block_at_the_end_is_not_a_call() -> None:
+    extractor = ToolCallExtractor()
+    extractor.push('<tool_call>[{"name": "f"')
+    text, calls = extractor.finish()
+    assert calls == []
+    assert text.startswith("<tool_call>")
+
+
+def test_echoed_calls_use_the_model_syntax() -> None:
+    rendered = render_tool_calls([("f", '{"x": 1}')])
+    assert rendered == '<tool_call>[{"name":"f","arguments":{"x":1}}]</tool_call>'
+    extractor = ToolCallExtractor()
+    _, calls = extractor.push(rendered)
+    assert [(c.name, c.arguments) for c in calls] == [("f", '{"x":1}')]
