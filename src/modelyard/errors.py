@@ -19,9 +19,15 @@ stops `modelyard serve` before it binds, with a message for the operator.
     │   └── RouteNotFound                 code=not_found
     ├── MethodNotAllowed (405)            code=method_not_allowed
     ├── BodyTooLarge (413)                code=request_too_large
-    ├── InvalidModelOutput (502)          code=invalid_model_output
+    ├── RateLimited (429)                 code=rate_limited (Retry-After)
+    ├── UpstreamRejected (400)            code=upstream_rejected_request
+    ├── UpstreamFailed (502)              code=upstream_error
+    │   ├── UpstreamStreamBroken          code=upstream_stream_broken
+    │   └── InvalidModelOutput            code=invalid_model_output
+    ├── UpstreamTimeout (504)             code=upstream_timeout
     ├── ServiceUnavailable (503)
     │   ├── EngineBusy                    code=engine_overloaded (Retry-After)
+    │   ├── UpstreamUnavailable           code=upstream_unavailable
     │   └── NotReady                      code=not_ready
     └── InternalError (500)               code=internal_error
 """
@@ -117,12 +123,42 @@ class BodyTooLarge(ModelyardError):
     code = "request_too_large"
 
 
-class InvalidModelOutput(ModelyardError):
-    """The model's output broke the request's schema and could not be repaired."""
+class RateLimited(ModelyardError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+    retryable = True
 
+
+class UpstreamRejected(InvalidRequest):
+    """The upstream refused the request as invalid; its reason is passed on."""
+
+    code = "upstream_rejected_request"
+
+
+class UpstreamFailed(ModelyardError):
     status = 502
     type = "server_error"
+    code = "upstream_error"
+    retryable = True
+
+
+class UpstreamStreamBroken(UpstreamFailed):
+    code = "upstream_stream_broken"
+
+
+class InvalidModelOutput(UpstreamFailed):
+    """The model's output broke the request's schema and could not be repaired."""
+
     code = "invalid_model_output"
+    retryable = False
+
+
+class UpstreamTimeout(ModelyardError):
+    status = 504
+    type = "server_error"
+    code = "upstream_timeout"
+    retryable = True
 
 
 class ServiceUnavailable(ModelyardError):
@@ -134,6 +170,10 @@ class ServiceUnavailable(ModelyardError):
 
 class EngineBusy(ServiceUnavailable):
     code = "engine_overloaded"
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    code = "upstream_unavailable"
 
 
 class NotReady(ServiceUnavailable):

@@ -66,6 +66,20 @@ class GgufSource:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """A remote server a deployment forwards to. Only the catalog sets these, never a request."""
+
+    base_url: str  # up to and including the API version segment, e.g. http://host:8000/v1
+    model: str  # the model id the upstream expects
+    # A reference resolved at start-up: "env:NAME" or "file:/path"; never the secret itself.
+    credential: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 120.0  # until the response headers, or a non-streamed body
+    idle_timeout_s: float = 60.0  # the longest silence allowed between stream events
+    total_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class Deployment:
     id: str
     model: str
@@ -74,4 +88,5 @@ class Deployment:
     price: Price
     data_policy: DataPolicy
     gguf: GgufSource | None = None
+    upstream: Upstream | None = None
     options: Mapping[str, int | str | bool] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from modelyard.catalog.cards import (
     GgufSource,
     ModelCard,
     Price,
+    Upstream,
 )
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import StartupError
@@ -82,14 +83,38 @@ class _ModelEntry(_Strict):
         return languages
 
 
+class _UpstreamEntry(_Strict):
+    base_url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")]
+    model: Annotated[str, Field(min_length=1)]
+    credential: Annotated[str, Field(pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")] | None = (
+        None
+    )
+    connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    idle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    total_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 600.0
+
+    def build(self) -> Upstream:
+        return Upstream(
+            base_url=self.base_url.rstrip("/"),
+            model=self.model,
+            credential=self.credential,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            total_timeout_s=self.total_timeout_s,
+        )
+
+
 class _DeploymentEntry(_Strict):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     model: str
-    provider: Literal["llamacpp"]
+    provider: Literal["llamacpp", "openai_compat"]
     region: str
     price: _PriceEntry
     data_policy: _DataPolicyEntry
     gguf: _GgufEntry | None = None
+    upstream: _UpstreamEntry | None = None
     options: dict[str, int | str | bool] = {}
 
 
@@ -160,6 +185,8 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                 gguf = dep.gguf.source(path.parent)
             except ValueError as exc:
                 raise CatalogError(f"{where}: gguf: {exc}") from None
+        if dep.provider != "llamacpp" and dep.upstream is None:
+            raise CatalogError(f"{where}: upstream: required for provider '{dep.provider}'")
         deployments.append(
             Deployment(
                 id=dep.id,
@@ -176,6 +203,7 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                     summary=dep.data_policy.summary,
                 ),
                 gguf=gguf,
+                upstream=dep.upstream.build() if dep.upstream is not None else None,
                 options=dict(dep.options),
             )
         )

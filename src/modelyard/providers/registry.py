@@ -41,4 +41,10 @@ def build_registry(catalog: Catalog, settings: Settings) -> ProviderRegistry:
         providers["llamacpp"] = LlamaCppProvider(
             local, threads=settings.engine_threads, queue_depth=settings.engine_queue_depth
         )
+    remote = [d for d in catalog.deployments if d.provider == "openai_compat"]
+    if remote:
+        from modelyard.providers.http import UpstreamTransport
+        from modelyard.providers.openai_compat import OpenAICompatProvider
+
+        providers["openai_compat"] = OpenAICompatProvider(remote, UpstreamTransport())
     return ProviderRegistry(providers)

@@ -1,0 +1,257 @@
+"""The `openai_compat` provider: OpenAI and every server that speaks its Chat Completions API
+(vLLM, Ollama, llama.cpp server, TGI, Mistral's platform).
+
+Pure translation plus a little I/O on the shared transport: the canonical request becomes the
+upstream body (the deployment's upstream model id, gateway-only fields removed, usage always
+requested on streams), and the upstream answer or stream becomes provider events. Tool calls
+that arrive as incremental deltas are assembled and emitted complete, the form every SDK accepts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from modelyard.catalog.cards import Capability, Deployment, ModelCard
+from modelyard.errors import ModelyardError, UpstreamFailed, UpstreamStreamBroken
+from modelyard.observability.metrics import MetricSample
+from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.providers.base import (
+    ChatEvent,
+    ChoiceFinished,
+    Failed,
+    Finished,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from modelyard.providers.credentials import resolve_credential
+from modelyard.providers.http import UpstreamCall, UpstreamTransport
+from modelyard.structured.contract import OutputContract
+
+log = logging.getLogger(__name__)
+
+# Fields only the gateway understands; the rest of the canonical request is the OpenAI body.
+GATEWAY_ONLY_FIELDS = frozenset({"random_seed", "safe_prompt"})
+
+
+class OpenAICompatProvider:
+    def __init__(self, deployments: list[Deployment], transport: UpstreamTransport) -> None:
+        self._transport = transport
+        self._authorization: dict[str, str] = {}
+        for deployment in deployments:
+            assert deployment.upstream is not None
+            if deployment.upstream.credential:
+                secret = resolve_credential(deployment.upstream.credential, deployment.id)
+                self._authorization[deployment.id] = f"Bearer {secret}"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self._transport.aclose()
+
+    def ready(self) -> bool:
+        return True
+
+    def metric_samples(self) -> list[MetricSample]:
+        return []
+
+    def enforced_capabilities(self) -> frozenset[Capability]:
+        return frozenset()
+
+    async def open_chat(
+        self,
+        request: ChatCompletionRequest,
+        card: ModelCard,
+        deployment: Deployment,
+        contract: OutputContract,
+    ) -> RemoteChatStream:
+        call = self._call(deployment, upstream_body(request, deployment))
+        if request.stream:
+            lines = self._transport.stream_lines(call)
+            first = await anext(lines, None)  # errors before the first byte are real statuses
+            return RemoteChatStream(events_from_stream(first, lines, deployment.id))
+        payload = await self._transport.post_json(call)
+        return RemoteChatStream(events_from_completion(payload, deployment.id))
+
+    def _call(self, deployment: Deployment, body: dict[str, Any]) -> UpstreamCall:
+        assert deployment.upstream is not None
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        authorization = self._authorization.get(deployment.id)
+        if authorization is not None:
+            headers["authorization"] = authorization
+        return UpstreamCall(
+            deployment_id=deployment.id,
+            upstream=deployment.upstream,
+            url=f"{deployment.upstream.base_url}/chat/completions",
+            headers=headers,
+            body=orjson.dumps(body),
+        )
+
+
+def upstream_body(request: ChatCompletionRequest, deployment: Deployment) -> dict[str, Any]:
+    assert deployment.upstream is not None
+    body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
+    for name in GATEWAY_ONLY_FIELDS:
+        body.pop(name, None)
+    body["model"] = deployment.upstream.model
+    seed = request.sampling_seed()
+    if seed is not None:
+        body["seed"] = seed
+    if body.get("tool_choice") == "any":
+        body["tool_choice"] = "required"
+    for message in body["messages"]:
+        message.pop("prefix", None)
+        for call in message.get("tool_calls") or []:
+            call.pop("index", None)
+    if request.stream:
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body.pop("stream", None)
+    return body
+
+
+class RemoteChatStream:
+    def __init__(self, events: AsyncIterator[ChatEvent]) -> None:
+        self._events = events
+        self._cancelled = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return 0
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    async def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        try:
+            async for event in self._events:
+                if self._cancelled:
+                    return
+                yield event
+        finally:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def events_from_completion(payload: Any, deployment_id: str) -> AsyncIterator[ChatEvent]:
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    if not isinstance(choices, list) or not choices:
+        yield Failed(UpstreamFailed(f"Deployment '{deployment_id}' answered without choices."))
+        return
+    for position, choice in enumerate(choices):
+        index = choice.get("index", position)
+        message = choice.get("message") or {}
+        content = message.get("content")
+        if isinstance(content, str) and content:
+            yield TextDelta(index, content)
+        for call_index, call in enumerate(message.get("tool_calls") or []):
+            yield _tool_call(index, call_index, call)
+        yield ChoiceFinished(index, choice.get("finish_reason") or "stop")
+    yield Finished(_usage(payload.get("usage")))
+
+
+async def events_from_stream(
+    first: bytes | None, lines: AsyncIterator[bytes], deployment_id: str
+) -> AsyncIterator[ChatEvent]:
+    """SSE lines to events; a stream that ends without `[DONE]` is a failure, never success."""
+    calls: dict[tuple[int, int], dict[str, Any]] = {}
+    usage: Usage | None = None
+    pending = [first] if first is not None else []
+
+    async def all_lines() -> AsyncIterator[bytes]:
+        for line in pending:
+            yield line
+        async for line in lines:
+            yield line
+
+    try:
+        async for line in all_lines():
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments, event: lines
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                yield Finished(usage or Usage(0, 0))
+                return
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamStreamBroken(
+                    f"Deployment '{deployment_id}' sent a malformed event."
+                ) from None
+            if not isinstance(chunk, dict):
+                raise UpstreamStreamBroken(f"Deployment '{deployment_id}' sent a malformed event.")
+            if "error" in chunk:
+                raise UpstreamFailed(f"Deployment '{deployment_id}' failed mid-stream.")
+            if chunk.get("usage"):
+                usage = _usage(chunk["usage"])
+            for choice in chunk.get("choices") or []:
+                for event in _choice_events(choice, calls):
+                    yield event
+        raise UpstreamStreamBroken(
+            f"The stream from deployment '{deployment_id}' ended before [DONE]."
+        )
+    except ModelyardError as exc:  # includes the transport's timeouts and broken streams
+        yield Failed(exc)
+
+
+def _choice_events(
+    choice: dict[str, Any], calls: dict[tuple[int, int], dict[str, Any]]
+) -> list[ChatEvent]:
+    index = int(choice.get("index", 0))
+    delta = choice.get("delta") or {}
+    events: list[ChatEvent] = []
+    content = delta.get("content")
+    if isinstance(content, str) and content:
+        events.append(TextDelta(index, content))
+    for fragment in delta.get("tool_calls") or []:
+        key = (index, int(fragment.get("index", 0)))
+        call = calls.setdefault(key, {"id": "", "name": "", "arguments": ""})
+        function = fragment.get("function") or {}
+        call["id"] = fragment.get("id") or call["id"]
+        call["name"] = function.get("name") or call["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):
+            call["arguments"] = orjson.dumps(arguments).decode()
+        elif isinstance(arguments, str):
+            call["arguments"] += arguments
+    finish_reason = choice.get("finish_reason")
+    if finish_reason:
+        for (choice_index, call_index), call in sorted(calls.items()):
+            if choice_index == index:
+                events.append(
+                    ToolCallDelta(
+                        index,
+                        call_index,
+                        call["id"] or f"call_{index}_{call_index}",
+                        call["name"],
+                        call["arguments"] or "{}",
+                    )
+                )
+        events.append(ChoiceFinished(index, finish_reason))
+    return events
+
+
+def _tool_call(choice: int, call_index: int, call: dict[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    arguments = function.get("arguments", "{}")
+    if not isinstance(arguments, str):
+        arguments = orjson.dumps(arguments).decode()
+    return ToolCallDelta(
+        choice,
+        call_index,
+        str(call.get("id") or f"call_{choice}_{call_index}"),
+        str(function.get("name", "")),
+        arguments,
+    )
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage(0, 0)
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))

@@ -1,0 +1,1 @@
+"""A shipped test kit: fake upstream servers on loopback that speak real wire formats."""

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from modelyard.testing.fake_upstream import FakeUpstream
+from tests.support.gateway import GatewayProcess
+
+UPSTREAM_SECRET = "sk-upstream-canary-5b1e9d"
+
+
+def remote_catalog(path: Path, base_url: str, **upstream: object) -> Path:
+    card = {
+        "publisher": "Acme",
+        "license": "proprietary",
+        "context_window": 32000,
+        "max_output_tokens": 4000,
+        "languages": ["en", "fr"],
+    }
+    deployment = {
+        "provider": "openai_compat",
+        "region": "eu-west",
+        "price": {"input_per_1m": "0.40", "output_per_1m": "1.60"},
+        "data_policy": {"retention_days": 30, "summary": "Acme keeps prompts for 30 days."},
+    }
+    document = {
+        "models": [
+            {
+                **card,
+                "id": "acme-large",
+                "capabilities": ["chat", "streaming", "tools", "json_schema", "json_output"],
+            },
+            {**card, "id": "acme-small", "capabilities": ["chat", "streaming"]},
+        ],
+        "deployments": [
+            {
+                **deployment,
+                "id": "acme-large-eu",
+                "model": "acme-large",
+                "upstream": {
+                    "base_url": base_url,
+                    "model": "large-2026",
+                    "credential": "env:ACME_KEY",
+                    **upstream,
+                },
+            },
+            {
+                **deployment,
+                "id": "acme-small-eu",
+                "model": "acme-small",
+                "upstream": {
+                    "base_url": base_url,
+                    "model": "small-2026",
+                    "credential": "env:ACME_KEY",
+                },
+            },
+        ],
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream().running() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def fresh_upstream(upstream: FakeUpstream) -> None:
+    upstream.replies.clear()
+    upstream.requests.clear()
+
+
+@pytest.fixture(scope="module")
+def remote_gateway(
+    tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
+) -> Iterator[GatewayProcess]:
+    directory = tmp_path_factory.mktemp("remote")
+    catalog = remote_catalog(
+        directory / "catalog.yaml", upstream.base_url, idle_timeout_s=1.0, read_timeout_s=3.0
+    )
+    gateway = GatewayProcess(
+        directory / "data", env={"ACME_KEY": UPSTREAM_SECRET}, args=("--catalog", str(catalog))
+    ).start()
+    yield gateway
+    gateway.stop()
+    assert UPSTREAM_SECRET not in gateway.log()
+
+
+@pytest.fixture()
+def remote_client(remote_gateway: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{remote_gateway.base_url}/v1", api_key=remote_gateway.admin_key, max_retries=0
+    )
