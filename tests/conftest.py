@@ -12,7 +12,9 @@ from tests.support.gateway import GatewayProcess
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """One gateway on the bundled catalog, shared by the tests that need no special settings."""
-    process = GatewayProcess(tmp_path_factory.mktemp("gateway")).start()
+    process = GatewayProcess(
+        tmp_path_factory.mktemp("gateway"), env={"MODELYARD_DEFAULT_MODEL": "smollm2"}
+    ).start()
     yield process
     process.stop()
 

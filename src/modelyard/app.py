@@ -15,6 +15,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from modelyard.api import errors as api_errors
+from modelyard.api.azure import deployments as azure_openai
+from modelyard.api.azure import inference as azure_inference
 from modelyard.api.health import healthz, metrics, readyz
 from modelyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from modelyard.api.openai.chat import create_chat_completion
@@ -64,6 +66,13 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         Route("/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+        Route("/models/chat/completions", azure_inference.chat_completions, methods=["POST"]),
+        Route("/models/info", azure_inference.model_info, methods=["GET"]),
+        Route(
+            "/openai/deployments/{deployment}/chat/completions",
+            azure_openai.chat_completions,
+            methods=["POST"],
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     engine_queue_depth: int = Field(default=16, ge=0)
     # The largest `n` (choices per request) accepted.
     max_choices: int = Field(default=4, ge=1)
+    # The model the Azure AI Inference endpoint serves when a request names none.
+    default_model: str | None = None
     log_level: str = "info"
 
     def catalog_path(self) -> Path:

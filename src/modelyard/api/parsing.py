@@ -13,17 +13,39 @@ from modelyard.errors import InvalidParameter, MalformedJson, UnsupportedParamet
 
 M = TypeVar("M", bound=BaseModel)
 
+_NOT_JSON = (
+    "The request body is not valid JSON. Send one JSON object with "
+    "'Content-Type: application/json'."
+)
+
 
 async def read_model(request: Request, model: type[M], unsupported: frozenset[str]) -> M:
-    body = await request.body()
+    return parse_model(await request.body(), model, unsupported)
+
+
+def parse_model(
+    body: bytes, model: type[M], unsupported: frozenset[str], *, allow_extras: bool = False
+) -> M:
+    """Validate `body`; keys the model does not define are refused unless `allow_extras`."""
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise _describe(exc, body) from None
     extras = parsed.model_extra or {}
-    if extras:
+    if extras and not allow_extras:
         raise _unexpected(extras, unsupported)
     return parsed
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, for surfaces that rewrite it before validation."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedJson(_NOT_JSON) from None
+    if not isinstance(raw, dict):
+        raise MalformedJson("The request body must be a JSON object.")
+    return raw
 
 
 def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> UnsupportedParameter:
@@ -45,10 +67,7 @@ def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> Unsuppor
 def _describe(exc: ValidationError, body: bytes) -> MalformedJson | InvalidParameter:
     errors = exc.errors(include_url=False, include_input=False)
     if errors and errors[0]["type"] == "json_invalid":
-        return MalformedJson(
-            "The request body is not valid JSON. Send one JSON object "
-            "with 'Content-Type: application/json'."
-        )
+        return MalformedJson(_NOT_JSON)
     raw = orjson.loads(body)
     if not isinstance(raw, dict):
         return MalformedJson("The request body must be a JSON object.")

@@ -32,15 +32,22 @@ class ChatService:
         self._max_choices = max_choices
 
     async def open_chat(
-        self, request: ChatCompletionRequest, principal: Principal, request_id: str
+        self,
+        request: ChatCompletionRequest,
+        principal: Principal,
+        request_id: str,
+        deployment_id: str | None = None,
     ) -> ChatRun:
+        """`deployment_id` pins one deployment (Azure OpenAI paths name it); otherwise the
+        model's deployments are considered."""
         resolution = self._catalog.resolve(request.model)
         card = resolution.card
         self._check_capabilities(request, card)
         contract = contract_for(request)
-        if not resolution.deployments:
+        candidates = [d for d in resolution.deployments if deployment_id in (None, d.id)]
+        if not candidates:
             raise ModelNotFound(f"The model '{request.model}' has no deployment.", param="model")
-        deployment = resolution.deployments[0]
+        deployment = candidates[0]
         provider = self._providers.for_deployment(deployment)
         _check_contract_capabilities(contract, card, provider.enforced_capabilities())
         reopen = partial(provider.open_chat, request, card, deployment, contract)

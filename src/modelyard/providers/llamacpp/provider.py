@@ -21,6 +21,7 @@ from modelyard.errors import (
     EngineBusy,
     InvalidParameter,
     NotReady,
+    UnsupportedParameter,
 )
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
@@ -187,6 +188,12 @@ class LlamaCppProvider:
         deployment: Deployment,
         contract: OutputContract,
     ) -> ChatStream:
+        if request.model_extra:
+            names = ", ".join(f"'{name}'" for name in sorted(request.model_extra))
+            raise UnsupportedParameter(
+                f"The local engine cannot honour pass-through parameters {names}.",
+                param=sorted(request.model_extra)[0],
+            )
         loaded = self._loaded.get(deployment.id)
         if loaded is None:
             raise NotReady(f"local model '{card.id}' is not loaded yet", retry_after_s=1)

@@ -1,0 +1,67 @@
+"""The Azure AI Inference surface under /models: what `ChatCompletionsClient(endpoint=
+"http://host/models")` calls. Streams carry no in-band error event: the Azure SDK would skip it
+and report success, so a failed stream is cut instead (CLIENTS.md gotcha 4)."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.api.azure.conventions import (
+    DROPPED_HEADER,
+    ExtraParameters,
+    apply_extra_parameters,
+    check_api_version,
+    extra_parameters_policy,
+)
+from modelyard.api.chat import respond_chat
+from modelyard.api.parsing import json_object, parse_model
+from modelyard.api.sse import EventStreamResponse
+from modelyard.catalog.cards import Capability
+from modelyard.errors import InvalidParameter
+from modelyard.protocol.chat import UNSUPPORTED_PARAMETERS, ChatCompletionRequest
+from modelyard.state import AppState, app_state
+
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
+async def chat_completions(request: Request) -> Response | EventStreamResponse:
+    state = app_state(request)
+    principal = state.authenticator.authenticate(request.headers)
+    check_api_version(request)
+    policy = extra_parameters_policy(request)
+    raw = json_object(await request.body())
+    if "model" not in raw:
+        raw["model"] = endpoint_model(request, state)
+    dropped = apply_extra_parameters(raw, policy)
+    body = parse_model(
+        orjson.dumps(raw),
+        ChatCompletionRequest,
+        UNSUPPORTED_PARAMETERS,
+        allow_extras=policy is ExtraParameters.PASS_THROUGH,
+    )
+    headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else None
+    return await respond_chat(request, body, principal, error_events=False, headers=headers)
+
+
+async def model_info(request: Request) -> Response:
+    state = app_state(request)
+    state.authenticator.authenticate(request.headers)
+    check_api_version(request)
+    card = state.catalog.resolve(endpoint_model(request, state)).card
+    model_type = "chat_completion" if card.supports(Capability.CHAT) else "embeddings"
+    info = {"model_name": card.id, "model_type": model_type, "model_provider_name": card.publisher}
+    return Response(orjson.dumps(info), media_type="application/json")
+
+
+def endpoint_model(request: Request, state: AppState) -> str:
+    """The model named outside the body: the deployment header, else the endpoint default."""
+    named = request.headers.get(DEPLOYMENT_HEADER) or state.settings.default_model
+    if not named:
+        raise InvalidParameter(
+            f"No model: send 'model' in the body or the '{DEPLOYMENT_HEADER}' header "
+            "(this endpoint has no default model).",
+            param="model",
+        )
+    return named

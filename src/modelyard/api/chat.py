@@ -1,0 +1,66 @@
+"""Answering a chat request once a surface has parsed it: JSON or SSE, shared by the OpenAI,
+Azure AI Inference and Azure OpenAI routes (they differ only in how they read the request and
+whether a stream may carry an in-band error event)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive
+
+from modelyard.api.sse import EventStreamResponse
+from modelyard.auth.principal import Principal
+from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.serving.chat_run import ChatRun
+from modelyard.state import app_state, request_id
+
+
+async def respond_chat(
+    request: Request,
+    body: ChatCompletionRequest,
+    principal: Principal,
+    *,
+    error_events: bool = True,
+    deployment_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response | EventStreamResponse:
+    state = app_state(request)
+    run = await state.chat.open_chat(body, principal, request_id(request), deployment_id)
+    headers = {**route_headers(run), **(headers or {})}
+    if body.stream:
+        return EventStreamResponse(run.chunks(), headers, error_events=error_events)
+    completion = await complete_unless_disconnected(run, request.receive)
+    if completion is None:
+        return Response(status_code=499)
+    return Response(orjson.dumps(completion), media_type="application/json", headers=headers)
+
+
+def route_headers(run: ChatRun) -> dict[str, str]:
+    return {
+        "x-modelyard-deployment": run.deployment.id,
+        "x-modelyard-route-reason": run.route_reason,
+    }
+
+
+async def complete_unless_disconnected(run: ChatRun, receive: Receive) -> dict[str, object] | None:
+    """The completion, or None if the client left first (generation is then cancelled)."""
+    completing = asyncio.ensure_future(run.complete())
+    watching = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({completing, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not completing.done():
+            run.stream.cancel()
+            completing.cancel()
+    if completing.cancelled():
+        return None
+    return completing.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
