@@ -37,7 +37,7 @@ import httpx
 import llama_cpp
 import orjson
 
-from modelyard.catalog.cards import GgufSource
+from modelyard.catalog.cards import WeightsSource
 from modelyard.protocol.chat import UserMessage
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
 from modelyard.providers.llamacpp.locate import WeightsNotFound, locate_gguf
@@ -625,7 +625,7 @@ def to_json(outcome: Outcome) -> bytes:
 
 
 def benchmark(runs: int, warmup: int, max_tokens: int, threads: int) -> Outcome:
-    model_file = locate_gguf(GgufSource(package=PACKAGE))
+    model_file = locate_gguf(WeightsSource(package=PACKAGE))
     load_average = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with running_gateway(threads) as gateway:
         # The gateway loads its copy while this one loads; neither generates yet.

@@ -8,6 +8,8 @@ import pytest
 
 from tests.support.gateway import GatewayProcess
 
+pytest_plugins = ["tests.remote.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:

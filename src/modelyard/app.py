@@ -20,6 +20,7 @@ from modelyard.api.azure import inference as azure_inference
 from modelyard.api.health import healthz, metrics, readyz
 from modelyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from modelyard.api.openai.chat import create_chat_completion
+from modelyard.api.openai.embeddings import create_embeddings
 from modelyard.api.openai.models import list_models, retrieve_model
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.auth.authenticator import Authenticator
@@ -27,6 +28,7 @@ from modelyard.catalog.loader import load_catalog
 from modelyard.errors import ModelyardError
 from modelyard.providers.registry import build_registry
 from modelyard.serving.chat import ChatService
+from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
 from modelyard.state import AppState
@@ -45,6 +47,7 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         authenticator=Authenticator(admin_digest),
         chat=ChatService(catalog, providers, settings.max_choices),
         models=ModelsService(catalog, providers),
+        embeddings=EmbeddingsService(catalog, providers),
     )
 
 
@@ -64,6 +67,14 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/v1/embeddings", create_embeddings, methods=["POST"]),
+        Route("/embeddings", create_embeddings, methods=["POST"]),
+        Route("/models/embeddings", azure_inference.embeddings, methods=["POST"]),
+        Route(
+            "/openai/deployments/{deployment}/embeddings",
+            azure_openai.embeddings,
+            methods=["POST"],
+        ),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/models/chat/completions", azure_inference.chat_completions, methods=["POST"]),

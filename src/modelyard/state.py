@@ -10,6 +10,7 @@ from modelyard.auth.authenticator import Authenticator
 from modelyard.catalog.catalog import Catalog
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.serving.chat import ChatService
+from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
 
@@ -22,6 +23,7 @@ class AppState:
     authenticator: Authenticator
     chat: ChatService
     models: ModelsService
+    embeddings: EmbeddingsService
 
 
 def app_state(request: Request) -> AppState:

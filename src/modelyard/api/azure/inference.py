@@ -21,7 +21,8 @@ from modelyard.api.sse import EventStreamResponse
 from modelyard.catalog.cards import Capability
 from modelyard.errors import InvalidParameter
 from modelyard.protocol.chat import UNSUPPORTED_PARAMETERS, ChatCompletionRequest
-from modelyard.state import AppState, app_state
+from modelyard.protocol.embeddings import EmbeddingsRequest
+from modelyard.state import AppState, app_state, request_id
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
@@ -34,7 +35,7 @@ async def chat_completions(request: Request) -> Response | EventStreamResponse:
     raw = json_object(await request.body())
     if "model" not in raw:
         raw["model"] = endpoint_model(request, state)
-    dropped = apply_extra_parameters(raw, policy)
+    dropped = apply_extra_parameters(raw, policy, ChatCompletionRequest)
     body = parse_model(
         orjson.dumps(raw),
         ChatCompletionRequest,
@@ -43,6 +44,26 @@ async def chat_completions(request: Request) -> Response | EventStreamResponse:
     )
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else None
     return await respond_chat(request, body, principal, error_events=False, headers=headers)
+
+
+async def embeddings(request: Request) -> Response:
+    state = app_state(request)
+    principal = state.authenticator.authenticate(request.headers)
+    check_api_version(request)
+    policy = extra_parameters_policy(request)
+    raw = json_object(await request.body())
+    if "model" not in raw:
+        raw["model"] = endpoint_model(request, state)
+    dropped = apply_extra_parameters(raw, policy, EmbeddingsRequest)
+    body = parse_model(
+        orjson.dumps(raw),
+        EmbeddingsRequest,
+        frozenset(),
+        allow_extras=policy is ExtraParameters.PASS_THROUGH,
+    )
+    result = await state.embeddings.embed(body, principal, request_id(request))
+    headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else None
+    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
 
 
 async def model_info(request: Request) -> Response:

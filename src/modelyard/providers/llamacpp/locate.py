@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from modelyard.catalog.cards import GgufSource
+from modelyard.catalog.cards import WeightsSource
 from modelyard.errors import StartupError
 
 
@@ -17,7 +17,7 @@ class WeightsNotFound(StartupError):
     """The GGUF file a deployment names is not on this machine."""
 
 
-def locate_gguf(source: GgufSource) -> Path:
+def locate_gguf(source: WeightsSource) -> Path:
     if source.path is not None:
         if not source.path.is_file():
             raise WeightsNotFound(f"GGUF file {source.path} does not exist")

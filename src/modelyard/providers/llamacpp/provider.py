@@ -25,7 +25,8 @@ from modelyard.errors import (
 )
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.providers.base import ChatStream
+from modelyard.protocol.embeddings import EmbeddingsRequest
+from modelyard.providers.base import ChatStream, Embeddings
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
 from modelyard.providers.llamacpp.grammar import GrammarFactory, grammar_source
 from modelyard.providers.llamacpp.locate import locate_gguf
@@ -71,8 +72,8 @@ class LlamaCppProvider:
         self._loaded: dict[str, _Loaded] = {}
         self._loading: list[asyncio.Task[None]] = []
         for deployment, card in deployments:
-            assert deployment.gguf is not None
-            path = locate_gguf(deployment.gguf)
+            assert deployment.weights is not None
+            path = locate_gguf(deployment.weights)
             n_ctx = int(deployment.options.get("context_window", card.context_window))
             self._workers[deployment.id] = ModelWorker(
                 deployment.id, partial(load_llama, path, n_ctx, n_threads), queue_depth
@@ -180,6 +181,11 @@ class LlamaCppProvider:
 
     def enforced_capabilities(self) -> frozenset[Capability]:
         return ENFORCED_BY_GRAMMAR
+
+    async def embed(
+        self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
+    ) -> Embeddings:
+        raise AssertionError("the catalog gives chat models on llama.cpp no embeddings capability")
 
     async def open_chat(
         self,

@@ -1,3 +1,5 @@
+"""Fixtures for remote providers: a fake upstream and a gateway whose catalog points at it."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ def remote_catalog(path: Path, base_url: str, **upstream: object) -> Path:
                 "capabilities": ["chat", "streaming", "tools", "json_schema", "json_output"],
             },
             {**card, "id": "acme-small", "capabilities": ["chat", "streaming"]},
+            {**card, "id": "acme-embed", "capabilities": ["embeddings"]},
         ],
         "deployments": [
             {
@@ -58,31 +61,43 @@ def remote_catalog(path: Path, base_url: str, **upstream: object) -> Path:
                     "credential": "env:ACME_KEY",
                 },
             },
+            {
+                **deployment,
+                "id": "acme-embed-eu",
+                "model": "acme-embed",
+                "upstream": {
+                    "base_url": base_url,
+                    "model": "embed-2026",
+                    "credential": "env:ACME_KEY",
+                },
+            },
         ],
     }
     path.write_text(yaml.safe_dump(document))
     return path
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
     with FakeUpstream().running() as fake:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def fresh_upstream(upstream: FakeUpstream) -> None:
-    upstream.replies.clear()
-    upstream.requests.clear()
+@pytest.fixture()
+def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
+    """The shared fake upstream, with no scripted replies or recorded requests left over."""
+    upstream_server.replies.clear()
+    upstream_server.requests.clear()
+    return upstream_server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def remote_gateway(
-    tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
+    tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream
 ) -> Iterator[GatewayProcess]:
     directory = tmp_path_factory.mktemp("remote")
     catalog = remote_catalog(
-        directory / "catalog.yaml", upstream.base_url, idle_timeout_s=1.0, read_timeout_s=3.0
+        directory / "catalog.yaml", upstream_server.base_url, idle_timeout_s=1.0, read_timeout_s=3.0
     )
     gateway = GatewayProcess(
         directory / "data", env={"ACME_KEY": UPSTREAM_SECRET}, args=("--catalog", str(catalog))
