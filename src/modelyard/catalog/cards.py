@@ -77,6 +77,9 @@ class Upstream:
     read_timeout_s: float = 120.0  # until the response headers, or a non-streamed body
     idle_timeout_s: float = 60.0  # the longest silence allowed between stream events
     total_timeout_s: float = 600.0
+    # Azure upstreams only: which Azure API, and its api-version.
+    flavor: str | None = None  # "azure_openai" | "ai_inference"
+    api_version: str | None = None
 
 
 @dataclass(frozen=True)

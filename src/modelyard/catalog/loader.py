@@ -95,6 +95,8 @@ class _UpstreamEntry(_Strict):
     read_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     idle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     total_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 600.0
+    flavor: Literal["azure_openai", "ai_inference"] | None = None
+    api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")] | None = None
 
     def build(self) -> Upstream:
         return Upstream(
@@ -105,13 +107,15 @@ class _UpstreamEntry(_Strict):
             read_timeout_s=self.read_timeout_s,
             idle_timeout_s=self.idle_timeout_s,
             total_timeout_s=self.total_timeout_s,
+            flavor=self.flavor,
+            api_version=self.api_version,
         )
 
 
 class _DeploymentEntry(_Strict):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     model: str
-    provider: Literal["llamacpp", "sentence_transformers", "openai_compat"]
+    provider: Literal["llamacpp", "sentence_transformers", "openai_compat", "azure"]
     region: str
     price: _PriceEntry
     data_policy: _DataPolicyEntry
@@ -189,6 +193,10 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                 raise CatalogError(f"{where}: weights: {exc}") from None
         elif dep.upstream is None:
             raise CatalogError(f"{where}: upstream: required for provider '{dep.provider}'")
+        elif dep.provider == "azure" and (
+            dep.upstream.flavor is None or not dep.upstream.api_version
+        ):
+            raise CatalogError(f"{where}: upstream: provider 'azure' needs flavor and api_version")
         deployments.append(
             Deployment(
                 id=dep.id,

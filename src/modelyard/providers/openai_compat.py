@@ -31,6 +31,7 @@ from modelyard.providers.base import (
     Usage,
 )
 from modelyard.providers.credentials import resolve_credential
+from modelyard.providers.dialects import Dialect
 from modelyard.providers.http import UpstreamCall, UpstreamTransport
 from modelyard.structured.contract import OutputContract
 
@@ -41,14 +42,17 @@ GATEWAY_ONLY_FIELDS = frozenset({"random_seed", "safe_prompt"})
 
 
 class OpenAICompatProvider:
-    def __init__(self, deployments: list[Deployment], transport: UpstreamTransport) -> None:
+    def __init__(
+        self, deployments: list[Deployment], transport: UpstreamTransport, dialect: Dialect
+    ) -> None:
         self._transport = transport
-        self._authorization: dict[str, str] = {}
+        self._dialect = dialect
+        self._auth_headers: dict[str, dict[str, str]] = {}
         for deployment in deployments:
             assert deployment.upstream is not None
             if deployment.upstream.credential:
                 secret = resolve_credential(deployment.upstream.credential, deployment.id)
-                self._authorization[deployment.id] = f"Bearer {secret}"
+                self._auth_headers[deployment.id] = dialect.auth_headers(secret)
 
     async def start(self) -> None:
         return None
@@ -96,7 +100,10 @@ class OpenAICompatProvider:
         deployment: Deployment,
         contract: OutputContract,
     ) -> RemoteChatStream:
-        call = self._call(deployment, upstream_body(request, deployment), "chat/completions")
+        assert deployment.upstream is not None
+        body = upstream_body(request, deployment)
+        self._dialect.adapt_chat_body(body, bool(request.stream), deployment.upstream)
+        call = self._call(deployment, body, "chat/completions")
         if request.stream:
             lines = self._transport.stream_lines(call)
             first = await anext(lines, None)  # errors before the first byte are real statuses
@@ -106,14 +113,15 @@ class OpenAICompatProvider:
 
     def _call(self, deployment: Deployment, body: dict[str, Any], path: str) -> UpstreamCall:
         assert deployment.upstream is not None
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        authorization = self._authorization.get(deployment.id)
-        if authorization is not None:
-            headers["authorization"] = authorization
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            **self._auth_headers.get(deployment.id, {}),
+        }
         return UpstreamCall(
             deployment_id=deployment.id,
             upstream=deployment.upstream,
-            url=f"{deployment.upstream.base_url}/{path}",
+            url=self._dialect.url(deployment.upstream, path),
             headers=headers,
             body=orjson.dumps(body),
         )
@@ -134,9 +142,7 @@ def upstream_body(request: ChatCompletionRequest, deployment: Deployment) -> dic
         message.pop("prefix", None)
         for call in message.get("tool_calls") or []:
             call.pop("index", None)
-    if request.stream:
-        body["stream_options"] = {"include_usage": True}
-    else:
+    if not request.stream:
         body.pop("stream", None)
     return body
 

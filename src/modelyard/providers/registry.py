@@ -6,6 +6,9 @@ from modelyard.catalog.cards import Deployment
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import InternalError
 from modelyard.providers.base import Provider
+from modelyard.providers.dialects import AzureDialect, OpenAIDialect
+from modelyard.providers.http import UpstreamTransport
+from modelyard.providers.openai_compat import OpenAICompatProvider
 from modelyard.settings import Settings
 
 
@@ -46,10 +49,8 @@ def build_registry(catalog: Catalog, settings: Settings) -> ProviderRegistry:
         from modelyard.providers.sentence_transformers import SentenceTransformersProvider
 
         providers["sentence_transformers"] = SentenceTransformersProvider(embedders)
-    remote = [d for d in catalog.deployments if d.provider == "openai_compat"]
-    if remote:
-        from modelyard.providers.http import UpstreamTransport
-        from modelyard.providers.openai_compat import OpenAICompatProvider
-
-        providers["openai_compat"] = OpenAICompatProvider(remote, UpstreamTransport())
+    for kind, dialect in (("openai_compat", OpenAIDialect()), ("azure", AzureDialect())):
+        remote = [d for d in catalog.deployments if d.provider == kind]
+        if remote:
+            providers[kind] = OpenAICompatProvider(remote, UpstreamTransport(), dialect)
     return ProviderRegistry(providers)

@@ -51,6 +51,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+    query: dict[str, str] = field(default_factory=dict)
 
 
 def completion_body(
@@ -115,15 +116,25 @@ class FakeUpstream:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def root_url(self) -> str:
+        """Where Azure-style paths hang (an Azure resource endpoint)."""
+        return f"http://127.0.0.1:{self.port}"
+
     def enqueue(self, *replies: JsonReply | StreamReply) -> None:
         self.replies.extend(replies)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[FakeUpstream]:
+        # OpenAI paths, and the Azure OpenAI and Azure AI Inference ones.
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/openai/deployments/{name}/chat/completions", self._chat, methods=["POST"]),
+                Route("/openai/deployments/{name}/embeddings", self._embeddings, methods=["POST"]),
+                Route("/models/chat/completions", self._chat, methods=["POST"]),
+                Route("/models/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
         config = uvicorn.Config(
@@ -145,7 +156,11 @@ class FakeUpstream:
 
     async def _chat(self, request: Request) -> Response | _StreamResponse:
         body = orjson.loads(await request.body())
-        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        self.requests.append(
+            RecordedRequest(
+                request.url.path, dict(request.headers), body, dict(request.query_params)
+            )
+        )
         reply = self.replies.popleft() if self.replies else None
         if reply is None:
             if body.get("stream"):
@@ -170,7 +185,11 @@ class FakeUpstream:
 
     async def _embeddings(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
-        self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        self.requests.append(
+            RecordedRequest(
+                request.url.path, dict(request.headers), body, dict(request.query_params)
+            )
+        )
         reply = self.replies.popleft() if self.replies else None
         if reply is None:
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
