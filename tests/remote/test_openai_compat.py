@@ -151,6 +151,8 @@ def test_upstream_without_usage_still_answers(
     completion = remote_client.chat.completions.create(model="acme-large", messages=HELLO)
     assert completion.choices[0].message.content == "No usage here."
     assert completion.usage is not None
+    assert completion.usage.completion_tokens == 4  # estimated: 14 characters
+    assert completion.usage.prompt_tokens > 0
 
 
 def test_incremental_tool_call_deltas_arrive_as_one_complete_call(

@@ -24,6 +24,8 @@ from modelyard.structured.contract import OutputContract
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    # True when an upstream reported no usage and the gateway counted it itself.
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:

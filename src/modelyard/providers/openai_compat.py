@@ -18,7 +18,7 @@ import orjson
 from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.errors import ModelyardError, UpstreamFailed, UpstreamStreamBroken
 from modelyard.observability.metrics import MetricSample
-from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.protocol.chat import ChatCompletionRequest, message_text
 from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.providers.base import (
     ChatEvent,
@@ -104,12 +104,14 @@ class OpenAICompatProvider:
         body = upstream_body(request, deployment)
         self._dialect.adapt_chat_body(body, bool(request.stream), deployment.upstream)
         call = self._call(deployment, body, "chat/completions")
+        prompt_estimate = estimate_prompt_tokens(request)
         if request.stream:
             lines = self._transport.stream_lines(call)
             first = await anext(lines, None)  # errors before the first byte are real statuses
-            return RemoteChatStream(events_from_stream(first, lines, deployment.id))
+            events = events_from_stream(first, lines, deployment.id, prompt_estimate)
+            return RemoteChatStream(events)
         payload = await self._transport.post_json(call)
-        return RemoteChatStream(events_from_completion(payload, deployment.id))
+        return RemoteChatStream(events_from_completion(payload, deployment.id, prompt_estimate))
 
     def _call(self, deployment: Deployment, body: dict[str, Any], path: str) -> UpstreamCall:
         assert deployment.upstream is not None
@@ -171,7 +173,9 @@ class RemoteChatStream:
                 await aclose()
 
 
-async def events_from_completion(payload: Any, deployment_id: str) -> AsyncIterator[ChatEvent]:
+async def events_from_completion(
+    payload: Any, deployment_id: str, prompt_estimate: int
+) -> AsyncIterator[ChatEvent]:
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
         yield Failed(UpstreamFailed(f"Deployment '{deployment_id}' answered without choices."))
@@ -185,15 +189,20 @@ async def events_from_completion(payload: Any, deployment_id: str) -> AsyncItera
         for call_index, call in enumerate(message.get("tool_calls") or []):
             yield _tool_call(index, call_index, call)
         yield ChoiceFinished(index, choice.get("finish_reason") or "stop")
-    yield Finished(_usage(payload.get("usage")))
+    usage = _usage(payload.get("usage"))
+    if usage is None:
+        texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
+        usage = Usage(prompt_estimate, sum(estimate_text_tokens(t) for t in texts), estimated=True)
+    yield Finished(usage)
 
 
 async def events_from_stream(
-    first: bytes | None, lines: AsyncIterator[bytes], deployment_id: str
+    first: bytes | None, lines: AsyncIterator[bytes], deployment_id: str, prompt_estimate: int
 ) -> AsyncIterator[ChatEvent]:
     """SSE lines to events; a stream that ends without `[DONE]` is a failure, never success."""
     calls: dict[tuple[int, int], dict[str, Any]] = {}
     usage: Usage | None = None
+    content_events = 0
     pending = [first] if first is not None else []
 
     async def all_lines() -> AsyncIterator[bytes]:
@@ -208,7 +217,9 @@ async def events_from_stream(
                 continue  # blank separators, comments, event: lines
             data = line[5:].strip()
             if data == b"[DONE]":
-                yield Finished(usage or Usage(0, 0))
+                # Without reported usage, each content event counts as one token: servers that
+                # omit usage (llama.cpp's, some TGI versions) send one token per event.
+                yield Finished(usage or Usage(prompt_estimate, content_events, estimated=True))
                 return
             try:
                 chunk = orjson.loads(data)
@@ -223,6 +234,8 @@ async def events_from_stream(
             if chunk.get("usage"):
                 usage = _usage(chunk["usage"])
             for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                content_events += bool(delta.get("content") or delta.get("tool_calls"))
                 for event in _choice_events(choice, calls):
                     yield event
         raise UpstreamStreamBroken(
@@ -283,7 +296,17 @@ def _tool_call(choice: int, call_index: int, call: dict[str, Any]) -> ToolCallDe
     )
 
 
-def _usage(raw: Any) -> Usage:
+def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
+    """A rough count for upstreams that report no usage: ~4 characters a token, plus framing."""
+    characters = sum(len(message_text(message.content)) for message in request.messages)
+    return (characters + 3) // 4 + 4 * len(request.messages)
+
+
+def estimate_text_tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
-        return Usage(0, 0)
+        return None
     return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
