@@ -26,6 +26,7 @@ from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.auth.authenticator import Authenticator
 from modelyard.catalog.loader import load_catalog
 from modelyard.errors import ModelyardError
+from modelyard.observability.usage_meter import UsageMeter
 from modelyard.providers.registry import build_registry
 from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
@@ -40,14 +41,16 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         configured = settings.admin_key.get_secret_value() if settings.admin_key else None
         admin_digest = load_or_create_admin_key(settings.data_dir, configured).digest
     providers = build_registry(catalog, settings)
+    meter = UsageMeter()
     return AppState(
         settings=settings,
         catalog=catalog,
         providers=providers,
         authenticator=Authenticator(admin_digest),
-        chat=ChatService(catalog, providers, settings.max_choices),
+        chat=ChatService(catalog, providers, settings.max_choices, meter),
         models=ModelsService(catalog, providers),
         embeddings=EmbeddingsService(catalog, providers),
+        usage_meter=meter,
     )
 
 

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from modelyard.auth.authenticator import Authenticator
 from modelyard.catalog.catalog import Catalog
+from modelyard.observability.usage_meter import UsageMeter
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
@@ -24,6 +25,7 @@ class AppState:
     chat: ChatService
     models: ModelsService
     embeddings: EmbeddingsService
+    usage_meter: UsageMeter
 
 
 def app_state(request: Request) -> AppState:

@@ -98,6 +98,9 @@ def test_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None:
         gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT) == before_cancelled + 1
     )
     assert generated < 1500
+    # The abandoned stream is still billed for exactly what the engine generated.
+    usage_labels = {"deployment": "smollm2-local", "model": "smollm2-135m-instruct"}
+    assert gateway.metric("modelyard_client_disconnects_total", **usage_labels) >= 1
 
 
 def test_non_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import orjson
@@ -338,3 +340,36 @@ def test_a_capability_the_model_lacks_is_refused_before_the_upstream(
         )
     assert "json_schema" in schema.value.message
     assert upstream.requests == []
+
+
+def test_usage_is_counted_when_the_client_leaves_mid_stream(
+    remote_gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    labels = {"deployment": "acme-large-eu", "model": "acme-large"}
+
+    def metric(name: str) -> float:
+        try:
+            return remote_gateway.metric(name, **labels)
+        except KeyError:
+            return 0.0
+
+    before_requests = metric("modelyard_requests_total")
+    before_tokens = metric("modelyard_completion_tokens_total")
+    before_left = metric("modelyard_client_disconnects_total")
+    upstream.enqueue(StreamReply(stream_events([f"w{i} " for i in range(60)]), delay_s=0.05))
+    with httpx.stream(
+        "POST",
+        f"{remote_gateway.base_url}/v1/chat/completions",
+        json={"model": "acme-large", "messages": HELLO, "stream": True},
+        headers={"Authorization": f"Bearer {remote_gateway.admin_key}"},
+        timeout=30,
+    ) as response:
+        lines = response.iter_lines()
+        received = [line for line in (next(lines) for _ in range(8)) if line.startswith("data: {")]
+    deadline = time.monotonic() + 10
+    while metric("modelyard_requests_total") == before_requests:
+        assert time.monotonic() < deadline, "the abandoned request was never counted"
+        time.sleep(0.05)
+    counted = metric("modelyard_completion_tokens_total") - before_tokens
+    assert len(received) - 1 <= counted < 60  # what had arrived, not the whole answer
+    assert metric("modelyard_client_disconnects_total") == before_left + 1

@@ -31,7 +31,9 @@ async def respond_chat(
     run = await state.chat.open_chat(body, principal, request_id(request), deployment_id)
     headers = {**route_headers(run), **(headers or {})}
     if body.stream:
-        return EventStreamResponse(run.chunks(), headers, error_events=error_events)
+        return EventStreamResponse(
+            run.chunks(), headers, error_events=error_events, on_disconnect=run.abandon
+        )
     completion = await complete_unless_disconnected(run, request.receive)
     if completion is None:
         return Response(status_code=499)
@@ -54,7 +56,7 @@ async def complete_unless_disconnected(run: ChatRun, receive: Receive) -> dict[s
     finally:
         watching.cancel()
         if not completing.done():
-            run.stream.cancel()
+            run.abandon()
             completing.cancel()
     if completing.cancelled():
         return None

@@ -27,4 +27,5 @@ async def metrics(request: Request) -> Response:
     state = app_state(request)
     state.authenticator.authenticate(request.headers)
     samples = [sample for provider in state.providers.all() for sample in provider.metric_samples()]
+    samples += state.usage_meter.metric_samples()
     return Response(render_prometheus(samples), media_type="text/plain; version=0.0.4")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -37,12 +37,14 @@ class EventStreamResponse:
         headers: Mapping[str, str] | None = None,
         *,
         error_events: bool = True,
+        on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self._events = events
         self._headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
         ]
         self._error_events = error_events
+        self._on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -61,6 +63,9 @@ class EventStreamResponse:
         watch = asyncio.create_task(_wait_for_disconnect(receive))
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done() and not pump.done() and self._on_disconnect is not None:
+                # Before the producer is cancelled, so the generation is known as abandoned.
+                self._on_disconnect()
         finally:
             for task in (pump, watch):
                 task.cancel()

@@ -8,7 +8,7 @@ anything after that arrives as a `Failed` event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -85,6 +85,10 @@ class ChatStream(Protocol):
     def __aiter__(self) -> AsyncIterator[ChatEvent]: ...
 
     def cancel(self) -> None: ...
+
+    def on_usage(self, callback: Callable[[Usage], None]) -> None:
+        """Call `callback` once, on the event loop, with the final usage of the generation,
+        also when it was cancelled or failed part-way (then with what was generated)."""
 
 
 class Provider(Protocol):

@@ -10,7 +10,7 @@ that arrive as incremental deltas are assembled and emitted complete, the form e
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -105,13 +105,19 @@ class OpenAICompatProvider:
         self._dialect.adapt_chat_body(body, bool(request.stream), deployment.upstream)
         call = self._call(deployment, body, "chat/completions")
         prompt_estimate = estimate_prompt_tokens(request)
+        stream = RemoteChatStream()
         if request.stream:
             lines = self._transport.stream_lines(call)
             first = await anext(lines, None)  # errors before the first byte are real statuses
-            events = events_from_stream(first, lines, deployment.id, prompt_estimate)
-            return RemoteChatStream(events)
-        payload = await self._transport.post_json(call)
-        return RemoteChatStream(events_from_completion(payload, deployment.id, prompt_estimate))
+            stream.events = events_from_stream(
+                first, lines, deployment.id, prompt_estimate, stream.report
+            )
+        else:
+            payload = await self._transport.post_json(call)
+            stream.events = events_from_completion(
+                payload, deployment.id, prompt_estimate, stream.report
+            )
+        return stream
 
     def _call(self, deployment: Deployment, body: dict[str, Any], path: str) -> UpstreamCall:
         assert deployment.upstream is not None
@@ -150,9 +156,13 @@ def upstream_body(request: ChatCompletionRequest, deployment: Deployment) -> dic
 
 
 class RemoteChatStream:
-    def __init__(self, events: AsyncIterator[ChatEvent]) -> None:
-        self._events = events
+    """An upstream answer as events; closing it (client gone) closes the upstream connection."""
+
+    def __init__(self) -> None:
+        self.events: AsyncIterator[ChatEvent] | None = None
         self._cancelled = False
+        self._usage: Usage | None = None
+        self._usage_callback: Callable[[Usage], None] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -161,20 +171,32 @@ class RemoteChatStream:
     def cancel(self) -> None:
         self._cancelled = True
 
+    def report(self, usage: Usage) -> None:
+        if self._usage is None:
+            self._usage = usage
+            if self._usage_callback is not None:
+                self._usage_callback(usage)
+
+    def on_usage(self, callback: Callable[[Usage], None]) -> None:
+        self._usage_callback = callback
+        if self._usage is not None:
+            callback(self._usage)
+
     async def __aiter__(self) -> AsyncIterator[ChatEvent]:
+        assert self.events is not None
         try:
-            async for event in self._events:
+            async for event in self.events:
                 if self._cancelled:
                     return
                 yield event
         finally:
-            aclose = getattr(self._events, "aclose", None)
+            aclose = getattr(self.events, "aclose", None)
             if aclose is not None:
                 await aclose()
 
 
 async def events_from_completion(
-    payload: Any, deployment_id: str, prompt_estimate: int
+    payload: Any, deployment_id: str, prompt_estimate: int, report: Callable[[Usage], None]
 ) -> AsyncIterator[ChatEvent]:
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
@@ -193,11 +215,16 @@ async def events_from_completion(
     if usage is None:
         texts = [str((c.get("message") or {}).get("content") or "") for c in choices]
         usage = Usage(prompt_estimate, sum(estimate_text_tokens(t) for t in texts), estimated=True)
+    report(usage)
     yield Finished(usage)
 
 
 async def events_from_stream(
-    first: bytes | None, lines: AsyncIterator[bytes], deployment_id: str, prompt_estimate: int
+    first: bytes | None,
+    lines: AsyncIterator[bytes],
+    deployment_id: str,
+    prompt_estimate: int,
+    report: Callable[[Usage], None],
 ) -> AsyncIterator[ChatEvent]:
     """SSE lines to events; a stream that ends without `[DONE]` is a failure, never success."""
     calls: dict[tuple[int, int], dict[str, Any]] = {}
@@ -217,9 +244,9 @@ async def events_from_stream(
                 continue  # blank separators, comments, event: lines
             data = line[5:].strip()
             if data == b"[DONE]":
-                # Without reported usage, each content event counts as one token: servers that
-                # omit usage (llama.cpp's, some TGI versions) send one token per event.
-                yield Finished(usage or Usage(prompt_estimate, content_events, estimated=True))
+                final = usage or Usage(prompt_estimate, content_events, estimated=True)
+                report(final)
+                yield Finished(final)
                 return
             try:
                 chunk = orjson.loads(data)
@@ -243,6 +270,10 @@ async def events_from_stream(
         )
     except ModelyardError as exc:  # includes the transport's timeouts and broken streams
         yield Failed(exc)
+    finally:
+        # Cut, failed or abandoned: count what arrived. Without reported usage each content
+        # event is one token, as servers that omit usage (llama.cpp's, TGI) send them.
+        report(usage or Usage(prompt_estimate, content_events, estimated=True))
 
 
 def _choice_events(

@@ -19,6 +19,7 @@ from modelyard.errors import (
     InvalidRequest,
     ModelNotFound,
 )
+from modelyard.observability.usage_meter import UsageMeter
 from modelyard.protocol.chat import ChatCompletionRequest, ImagePart, UserMessage
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.serving.chat_run import ChatRun
@@ -26,10 +27,17 @@ from modelyard.structured.contract import OutputContract, contract_for
 
 
 class ChatService:
-    def __init__(self, catalog: Catalog, providers: ProviderRegistry, max_choices: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: ProviderRegistry,
+        max_choices: int,
+        meter: UsageMeter,
+    ) -> None:
         self._catalog = catalog
         self._providers = providers
         self._max_choices = max_choices
+        self._meter = meter
 
     async def open_chat(
         self,
@@ -61,6 +69,7 @@ class ChatService:
             contract=contract,
             stream=await reopen(),
             reopen=reopen,
+            meter=self._meter,
         )
 
     def _check_capabilities(self, request: ChatCompletionRequest, card: ModelCard) -> None:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from modelyard.catalog.cards import Deployment, ModelCard
 from modelyard.errors import InvalidModelOutput, NotReady
+from modelyard.observability.usage_meter import UsageMeter
 from modelyard.protocol import chat_response
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.chat_response import ChoiceResult, JsonObject
 from modelyard.providers.base import (
+    ChatEvent,
     ChatStream,
     ChoiceFinished,
     Failed,
@@ -45,6 +47,25 @@ class ChatRun:
     stream: ChatStream
     # Opens a fresh generation of the same request, for the repair attempt.
     reopen: Callable[[], Awaitable[ChatStream]] = field(repr=False)
+    meter: UsageMeter = field(repr=False)
+    # Set when the client went away before the answer was complete.
+    client_left: bool = False
+
+    def __post_init__(self) -> None:
+        self._watch_usage(self.stream)
+
+    def _watch_usage(self, stream: ChatStream) -> None:
+        """Every generation is counted once, however it ends (a repair attempt is another)."""
+
+        def record(usage: Usage) -> None:
+            self.meter.record(self.deployment.id, self.card.id, usage, self.client_left)
+
+        stream.on_usage(record)
+
+    def abandon(self) -> None:
+        """The client left: stop generating; what was generated is still counted."""
+        self.client_left = True
+        self.stream.cancel()
 
     async def complete(self) -> JsonObject:
         """Wait for the whole generation and shape it as one chat.completion."""
@@ -57,6 +78,7 @@ class ChatRun:
                 if attempt == REPAIR_ATTEMPTS:
                     raise
                 self.stream = await self.reopen()
+                self._watch_usage(self.stream)
                 continue
             return chat_response.completion(
                 self.completion_id, self.created, self.card.id, choices, usage
@@ -68,21 +90,25 @@ class ChatRun:
         texts: list[list[str]] = [[] for _ in range(count)]
         calls: list[list[ToolCallDelta]] = [[] for _ in range(count)]
         finish_reasons = ["stop"] * count
-        async for event in self.stream:
-            if isinstance(event, TextDelta):
-                texts[event.choice].append(event.text)
-            elif isinstance(event, ToolCallDelta):
-                calls[event.choice].append(event)
-            elif isinstance(event, ChoiceFinished):
-                finish_reasons[event.choice] = event.finish_reason
-            elif isinstance(event, Finished):
-                choices = [
-                    ChoiceResult("".join(texts[i]), tuple(calls[i]), finish_reasons[i])
-                    for i in range(count)
-                ]
-                return choices, event.usage
-            elif isinstance(event, Failed):
-                raise event.error
+        events = aiter(self.stream)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    texts[event.choice].append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    calls[event.choice].append(event)
+                elif isinstance(event, ChoiceFinished):
+                    finish_reasons[event.choice] = event.finish_reason
+                elif isinstance(event, Finished):
+                    choices = [
+                        ChoiceResult("".join(texts[i]), tuple(calls[i]), finish_reasons[i])
+                        for i in range(count)
+                    ]
+                    return choices, event.usage
+                elif isinstance(event, Failed):
+                    raise event.error
+        finally:
+            await _aclose(events)
         raise NotReady("the generation ended without a result")
 
     def _validate_choice(self, choice: ChoiceResult) -> None:
@@ -108,8 +134,10 @@ class ChatRun:
                 return {"role": "assistant", **delta}
             return delta
 
+        finished = False
+        events = aiter(self.stream)
         try:
-            async for event in self.stream:
+            async for event in events:
                 if isinstance(event, TextDelta):
                     texts.setdefault(event.choice, []).append(event.text)
                     delta = opening(event.choice, {"content": event.text})
@@ -133,13 +161,17 @@ class ChatRun:
                     else:
                         yield chat_response.chunk(*ids, event.choice, {}, event.finish_reason)
                 elif isinstance(event, Finished):
+                    finished = True
                     for chunk in self._closing_chunks(held_finish, event.usage):
                         yield chunk
                     return
                 elif isinstance(event, Failed):
                     raise event.error
         finally:
+            if not finished:
+                self.client_left = True
             self.stream.cancel()
+            await _aclose(events)
 
     def _closing_chunks(self, finish: ChoiceFinished | None, usage: Usage) -> list[JsonObject]:
         ids = (self.completion_id, self.created, self.card.id)
@@ -151,3 +183,11 @@ class ChatRun:
                 chat_response.usage_chunk(*ids, usage),
             ]
         return [chat_response.chunk(*ids, index, {}, reason, usage=usage)]
+
+
+async def _aclose(events: AsyncIterator[ChatEvent]) -> None:
+    """Close a stream's iterator however iteration ended, so that abandoning an answer closes
+    the upstream connection (or stops the local job) at once, not when it is collected."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from modelyard.providers.base import (
@@ -34,20 +34,30 @@ class LocalChatStream:
         self._events: asyncio.Queue[ChatEvent] = asyncio.Queue()
         self._prompt_tokens = prompt_tokens
         self.job: GenerationJob | None = None
-        # Set by the worker even if nobody reads the stream any more (client gone).
-        self.usage: Usage | None = None
+        self._usage: Usage | None = None
+        self._usage_callback: Callable[[Usage], None] | None = None
 
     @property
     def prompt_tokens(self) -> int:
         return self._prompt_tokens
 
     def emit(self, event: ChatEvent) -> None:
-        """Called on the worker thread."""
-        if isinstance(event, Finished):
-            self.usage = event.usage
-        # After the loop has closed nobody is listening; the usage above is all that matters.
+        """Called on the worker thread; a cancelled job still ends with Finished(usage)."""
+        # After the loop has closed nobody is listening any more.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self._loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: ChatEvent) -> None:
+        if isinstance(event, Finished):
+            self._usage = event.usage
+            if self._usage_callback is not None:
+                self._usage_callback(event.usage)
+        self._events.put_nowait(event)
+
+    def on_usage(self, callback: Callable[[Usage], None]) -> None:
+        self._usage_callback = callback
+        if self._usage is not None:
+            callback(self._usage)
 
     async def __aiter__(self) -> Any:
         while True:
@@ -73,6 +83,9 @@ class ToolCallStream:
 
     def cancel(self) -> None:
         self._inner.cancel()
+
+    def on_usage(self, callback: Callable[[Usage], None]) -> None:
+        self._inner.on_usage(callback)
 
     async def __aiter__(self) -> AsyncIterator[ChatEvent]:
         extractors: dict[int, ToolCallExtractor] = {}
