@@ -373,3 +373,23 @@ def test_usage_is_counted_when_the_client_leaves_mid_stream(
     counted = metric("modelyard_completion_tokens_total") - before_tokens
     assert len(received) - 1 <= counted < 60  # what had arrived, not the whole answer
     assert metric("modelyard_client_disconnects_total") == before_left + 1
+
+
+def test_azure_sdk_sees_a_cut_upstream_stream_as_a_failure(
+    remote_gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    from azure.ai.inference import ChatCompletionsClient
+    from azure.ai.inference.models import UserMessage
+    from azure.core.credentials import AzureKeyCredential
+    from azure.core.exceptions import AzureError
+
+    upstream.enqueue(StreamReply(stream_events(["a", "b", "c", "d"]), reset_after=3))
+    client = ChatCompletionsClient(
+        endpoint=f"{remote_gateway.base_url}/models",
+        credential=AzureKeyCredential(remote_gateway.admin_key or ""),
+        retry_total=0,
+    )
+    # Not the silent success the Azure SDK reports for an in-band error event.
+    with pytest.raises((AzureError, httpx.HTTPError, ValueError)):
+        for _ in client.complete(messages=[UserMessage("hi")], model="acme-large", stream=True):
+            pass
