@@ -16,7 +16,7 @@ from modelyard.api.azure.conventions import (
     extra_parameters_policy,
 )
 from modelyard.api.chat import respond_chat
-from modelyard.api.parsing import json_object, parse_model
+from modelyard.api.parsing import M, json_object, parse_model
 from modelyard.api.sse import EventStreamResponse
 from modelyard.catalog.cards import Capability
 from modelyard.errors import InvalidParameter
@@ -30,40 +30,36 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"
 async def chat_completions(request: Request) -> Response | EventStreamResponse:
     state = app_state(request)
     principal = state.authenticator.authenticate(request.headers)
-    check_api_version(request)
-    policy = extra_parameters_policy(request)
-    raw = json_object(await request.body())
-    if "model" not in raw:
-        raw["model"] = endpoint_model(request, state)
-    dropped = apply_extra_parameters(raw, policy, ChatCompletionRequest)
-    body = parse_model(
-        orjson.dumps(raw),
-        ChatCompletionRequest,
-        UNSUPPORTED_PARAMETERS,
-        allow_extras=policy is ExtraParameters.PASS_THROUGH,
-    )
-    headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else None
+    body, headers = await _read_body(request, state, ChatCompletionRequest, UNSUPPORTED_PARAMETERS)
     return await respond_chat(request, body, principal, error_events=False, headers=headers)
 
 
 async def embeddings(request: Request) -> Response:
     state = app_state(request)
     principal = state.authenticator.authenticate(request.headers)
+    body, headers = await _read_body(request, state, EmbeddingsRequest, frozenset())
+    result = await state.embeddings.embed(body, principal, request_id(request))
+    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+
+
+async def _read_body(
+    request: Request, state: AppState, model: type[M], unsupported: frozenset[str]
+) -> tuple[M, dict[str, str]]:
+    """The canonical request, after api-version, model defaulting and the extra-parameters
+    policy; plus the header that reports dropped parameters, if any were."""
     check_api_version(request)
     policy = extra_parameters_policy(request)
     raw = json_object(await request.body())
     if "model" not in raw:
         raw["model"] = endpoint_model(request, state)
-    dropped = apply_extra_parameters(raw, policy, EmbeddingsRequest)
+    dropped = apply_extra_parameters(raw, policy, model)
     body = parse_model(
         orjson.dumps(raw),
-        EmbeddingsRequest,
-        frozenset(),
+        model,
+        unsupported,
         allow_extras=policy is ExtraParameters.PASS_THROUGH,
     )
-    result = await state.embeddings.embed(body, principal, request_id(request))
-    headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else None
-    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+    return body, ({DROPPED_HEADER: ",".join(dropped)} if dropped else {})
 
 
 async def model_info(request: Request) -> Response:
