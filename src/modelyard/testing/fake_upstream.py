@@ -154,14 +154,18 @@ class FakeUpstream:
             self._server.should_exit = True
             self._thread.join(10)
 
-    async def _chat(self, request: Request) -> Response | _StreamResponse:
+    async def _record(self, request: Request) -> tuple[Any, JsonReply | StreamReply | None]:
+        """Keep what the gateway sent; return its body and the next scripted reply, if any."""
         body = orjson.loads(await request.body())
         self.requests.append(
             RecordedRequest(
                 request.url.path, dict(request.headers), body, dict(request.query_params)
             )
         )
-        reply = self.replies.popleft() if self.replies else None
+        return body, self.replies.popleft() if self.replies else None
+
+    async def _chat(self, request: Request) -> Response | _StreamResponse:
+        body, reply = await self._record(request)
         if reply is None:
             if body.get("stream"):
                 reply = StreamReply(
@@ -184,13 +188,7 @@ class FakeUpstream:
         )
 
     async def _embeddings(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        self.requests.append(
-            RecordedRequest(
-                request.url.path, dict(request.headers), body, dict(request.query_params)
-            )
-        )
-        reply = self.replies.popleft() if self.replies else None
+        body, reply = await self._record(request)
         if reply is None:
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             data = [
