@@ -133,3 +133,29 @@ def test_validation_rejects_invalid_json_undeclared_tools_and_bad_arguments() ->
         validate_tool_call("rm_rf", "{}", contract)
     with pytest.raises(InvalidModelOutput, match="do not match"):
         validate_tool_call("get_weather", '{"town": "Paris"}', contract)
+
+
+def test_locations_escape_slashes_and_tildes_in_names() -> None:
+    schema = {"properties": {"a/b": {"properties": {"c~d": {"not": {}}}}}}
+    with pytest.raises(UnsupportedSchema) as caught:
+        check_schema(schema, "p")
+    assert "'#/properties/a~1b/properties/c~0d'" in caught.value.message
+
+
+def test_decimal_multiples_and_rfc3339_times_validate() -> None:
+    price = {"type": "object", "properties": {"p": {"type": "number", "multipleOf": 0.01}}}
+    spec = {"type": "json_schema", "json_schema": {"name": "P", "schema": price}}
+    contract = contract_for(request(response_format=spec))
+    validate_content('{"p": 1.11}', contract)
+    with pytest.raises(InvalidModelOutput):
+        validate_content('{"p": 1.111}', contract)
+    time_schema = {"type": "string", "format": "time"}
+    timed = contract_for(
+        request(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "T", "schema": time_schema},
+            }
+        )
+    )
+    validate_content('"10:20:30+02:00"', timed)

@@ -61,10 +61,10 @@ def _check(schema: Any, path: str, param: str) -> None:
                 f"gateway; remove it or express the constraint with supported keywords.",
                 param=param,
             )
-        _check_value(keyword, value, f"{path}/{keyword}", param)
+        _check_value(keyword, value, f"{path}/{_escape(keyword)}", param)
     for keyword in _SUBSCHEMA_MAPS:
         for name, subschema in (schema.get(keyword) or {}).items():
-            _check(subschema, f"{path}/{keyword}/{name}", param)
+            _check(subschema, f"{path}/{keyword}/{_escape(name)}", param)
     for keyword in _SUBSCHEMA_LISTS:
         for index, subschema in enumerate(schema.get(keyword) or []):
             _check(subschema, f"{path}/{keyword}/{index}", param)
@@ -98,3 +98,8 @@ def _check_value(keyword: str, value: Any, path: str, param: str) -> None:
         raise UnsupportedSchema(f"'{keyword}' at '{path}' must be an object.", param=param)
     if keyword in _SUBSCHEMA_LISTS and not isinstance(value, list):
         raise UnsupportedSchema(f"'{keyword}' at '{path}' must be an array.", param=param)
+
+
+def _escape(segment: str) -> str:
+    """A JSON Pointer segment (RFC 6901): '~' and '/' inside names are escaped."""
+    return segment.replace("~", "~0").replace("/", "~1")

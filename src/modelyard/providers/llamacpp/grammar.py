@@ -31,7 +31,8 @@ def grammar_source(contract: OutputContract) -> str | None:
     """The llguidance grammar for a contract, or None when output is unconstrained."""
     if not contract.constrained:
         return None
-    return _grammar_for(orjson.dumps(_contract_key(contract), option=orjson.OPT_SORT_KEYS))
+    # Key order is kept: the grammar writes properties in schema order, which clients rely on.
+    return _grammar_for(orjson.dumps(_contract_key(contract)))
 
 
 def _contract_key(contract: OutputContract) -> dict[str, Any]:
@@ -100,6 +101,19 @@ def _relocate(schema: Any, name: str) -> Any:
     if isinstance(schema, list):
         return [_relocate(item, name) for item in schema]
     return schema
+
+
+def failing_schema_param(contract: OutputContract) -> str:
+    """Which request parameter holds the schema that made a contract's grammar fail."""
+    callable_names = {tool.name for tool in contract.callable_tools}
+    for index, tool in enumerate(contract.declared_tools):
+        if tool.name in callable_names:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                tool.parameters, defaults=JSON_OPTIONS
+            )
+            if llguidance.LLMatcher.validate_grammar(grammar):
+                return f"tools[{index}].function.parameters"
+    return "response_format.json_schema.schema"
 
 
 class GrammarFactory:

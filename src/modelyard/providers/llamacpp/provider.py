@@ -22,13 +22,18 @@ from modelyard.errors import (
     InvalidParameter,
     NotReady,
     UnsupportedParameter,
+    UnsupportedSchema,
 )
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.providers.base import ChatStream, Embeddings
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
-from modelyard.providers.llamacpp.grammar import GrammarFactory, grammar_source
+from modelyard.providers.llamacpp.grammar import (
+    GrammarFactory,
+    failing_schema_param,
+    grammar_source,
+)
 from modelyard.providers.llamacpp.locate import locate_gguf
 from modelyard.providers.llamacpp.prompt import prompt_messages
 from modelyard.providers.llamacpp.stream import LocalChatStream, ToolCallStream
@@ -215,7 +220,11 @@ class LlamaCppProvider:
         max_tokens = _completion_budget(request, card, loaded.n_ctx, len(tokens))
         grammar = grammar_source(contract)
         if grammar is not None:
-            loaded.grammars.constraint(grammar)  # compile now: a bad grammar is a 400, not a 500
+            # Compile now, so that a schema the grammar engine refuses is a 400, never a 500.
+            try:
+                loaded.grammars.constraint(grammar)
+            except UnsupportedSchema as exc:
+                raise UnsupportedSchema(exc.message, param=failing_schema_param(contract)) from None
         stream = LocalChatStream(asyncio.get_running_loop(), len(tokens))
         job = GenerationJob(
             prompt_tokens=tokens,

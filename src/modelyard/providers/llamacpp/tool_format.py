@@ -88,10 +88,13 @@ class ToolCallExtractor:
         return "", self._complete_calls()
 
     def finish(self) -> tuple[str, list[ParsedCall]]:
-        """At the end of generation: anything held that never became a complete call is text."""
+        """At the end of generation: held text that began a call but never completed (cut by
+        max_tokens) is dropped rather than shown as content; other held text is content."""
         calls = self._complete_calls()
         leftover, self._held = self._held, ""
-        return (leftover if leftover.strip() else ""), calls
+        if self._mode == "calls" or not leftover.strip():
+            return "", calls
+        return leftover, calls
 
     def _complete_calls(self) -> list[ParsedCall]:
         calls: list[ParsedCall] = []
