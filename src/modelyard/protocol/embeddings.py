@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_INPUTS = 2048
@@ -46,7 +46,7 @@ class EmbeddingsRequest(BaseModel):
 def embeddings_response(
     response_id: str,
     model: str,
-    vectors: Sequence[Sequence[float]] | np.ndarray,
+    vectors: Sequence[Sequence[float]],
     prompt_tokens: int,
     encoding_format: str | None,
 ) -> dict[str, Any]:
@@ -62,8 +62,9 @@ def embeddings_response(
     }
 
 
-def _encode(vector: Sequence[float] | np.ndarray, encoding_format: str | None) -> list[float] | str:
+def _encode(vector: Sequence[float], encoding_format: str | None) -> list[float] | str:
     if encoding_format == "base64":
         # What the openai SDK decodes by default: little-endian float32.
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+        packed = struct.pack(f"<{len(vector)}f", *vector)
+        return base64.b64encode(packed).decode("ascii")
     return [float(x) for x in vector]
