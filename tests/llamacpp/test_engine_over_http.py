@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -17,6 +18,16 @@ from tests.support.gateway import GatewayProcess
 MODEL = "smollm2"
 LONG = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
 DEPLOYMENT = {"deployment": "smollm2-local"}
+UNENDING_STORY = {
+    "name": "story",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"story": {"type": "string", "minLength": 20000}},
+        "required": ["story"],
+        "additionalProperties": False,
+    },
+}
 
 
 def wait_idle(gateway: GatewayProcess, timeout: float = 60) -> None:
@@ -33,14 +44,15 @@ def wait_idle(gateway: GatewayProcess, timeout: float = 60) -> None:
 def stream_long_story(
     gateway: GatewayProcess, max_tokens: int
 ) -> contextlib.AbstractContextManager[httpx.Response]:
-    """A stream that is still generating when the test acts: greedily, SmolLM2 writes this
-    story for well over 600 tokens without stopping."""
+    """A stream that is still generating when the test acts. The schema's minimum length forbids
+    the model to stop before `max_tokens`, whatever path greedy decoding takes on this CPU."""
     body = {
         "model": MODEL,
         "messages": LONG,
         "max_tokens": max_tokens,
         "temperature": 0.0,
         "stream": True,
+        "response_format": {"type": "json_schema", "json_schema": UNENDING_STORY},
     }
     return httpx.stream(
         "POST",
@@ -107,10 +119,14 @@ def test_non_stream_disconnect_stops_generation(gateway: GatewayProcess) -> None
     wait_idle(gateway)
     before_cancelled = gateway.metric("modelyard_local_jobs_cancelled_total", **DEPLOYMENT)
     before_tokens = gateway.metric("modelyard_local_completion_tokens_total", **DEPLOYMENT)
-    body = (
-        b'{"model": "smollm2", "max_tokens": 1500, "temperature": 1.0, "seed": 9, '
-        b'"messages": [{"role": "user", "content": "Write a very long story."}]}'
-    )
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "messages": LONG,
+            "max_tokens": 1500,
+            "response_format": {"type": "json_schema", "json_schema": UNENDING_STORY},
+        }
+    ).encode()
     request = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {gateway.admin_key}\r\nContent-Type: application/json\r\n"
@@ -163,7 +179,9 @@ def test_full_queue_answers_503_with_retry_after(tiny_queue_gateway: GatewayProc
         ThreadPoolExecutor(1) as pool,
         stream_long_story(gateway, max_tokens=1500) as running,
     ):
-        next(running.iter_lines())  # one job generating...
+        # Keep the iterator: dropping it closes the response, and the gateway cancels the job.
+        story = running.iter_lines()
+        next(story)  # one job generating...
         waiting = pool.submit(httpx.post, url, json=short, headers=headers, timeout=120)
         deadline = time.monotonic() + 30
         while gateway.metric("modelyard_local_queue_waiting", **DEPLOYMENT) < 1:
@@ -188,3 +206,23 @@ def test_full_queue_answers_503_with_retry_after(tiny_queue_gateway: GatewayProc
         assert 1 <= int(response.headers["retry-after"]) <= 120
     assert sdk_error.value.status_code == 503
     assert sdk_error.value.code == "engine_overloaded"
+
+
+def test_a_client_timing_out_on_a_non_stream_request_is_no_server_error(
+    gateway: GatewayProcess,
+) -> None:
+    wait_idle(gateway)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{gateway.base_url}/v1/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": LONG,
+                "max_tokens": 400,
+                "response_format": {"type": "json_schema", "json_schema": UNENDING_STORY},
+            },
+            headers={"Authorization": f"Bearer {gateway.admin_key}"},
+            timeout=1.0,
+        )
+    wait_idle(gateway)
+    assert "unhandled" not in gateway.log()

@@ -3,8 +3,8 @@ from modelyard.providers.llamacpp.tool_format import ToolCallExtractor, render_t
 
 def test_text_answers_pass_through_as_content() -> None:
     extractor = ToolCallExtractor()
-    assert extractor.push("  ") == ("", [])
-    assert extractor.push("Hello") == ("  Hello", [])
+    assert extractor.push("  ") == ("  ", [])
+    assert extractor.push("Hello") == ("Hello", [])
     assert extractor.push(" world") == (" world", [])
     assert not extractor.calling
 
@@ -30,3 +30,9 @@ def test_echoed_calls_use_the_model_syntax() -> None:
     extractor = ToolCallExtractor()
     _, calls = extractor.push(rendered)
     assert [(c.name, c.arguments) for c in calls] == [("f", '{"x":1}')]
+
+
+def test_text_starting_with_whitespace_then_markup_stays_text() -> None:
+    extractor = ToolCallExtractor()
+    assert extractor.push("\n<u>note</u>") == ("\n<u>note</u>", [])
+    assert not extractor.calling

@@ -53,13 +53,15 @@ async def complete_unless_disconnected(run: ChatRun, receive: Receive) -> dict[s
     watching = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({completing, watching}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        completing.cancel()
+        raise
     finally:
         watching.cancel()
-        if not completing.done():
-            run.abandon()
-            completing.cancel()
-    if completing.cancelled():
-        return None
+    if not completing.done():
+        run.abandon()
+        completing.cancel()
+        return None  # the cancelled task may still be unwinding; the client is gone anyway
     return completing.result()
 
 

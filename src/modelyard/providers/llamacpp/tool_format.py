@@ -3,7 +3,8 @@
 Tools are described in the system prompt in the format SmolLM2 was instruction-tuned on, and a
 call is written as one `<tool_call>[{"name": ..., "arguments": {...}}, ...]</tool_call>` block;
 the grammar (see `grammar.py`) guarantees the block parses and names declared tools. A free-text
-answer never starts with `<`, so the first character tells the two apart.
+answer never starts with `<` (it may start with whitespace and then markup), so the very first
+character tells the two apart.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class ToolCallExtractor:
     """Splits one choice's generated text into plain content or complete tool calls."""
 
     def __init__(self) -> None:
-        self._mode: str | None = None  # None until the first visible character decides
+        self._mode: str | None = None  # None until the first character decides
         self._held = ""
 
     @property
@@ -78,10 +79,10 @@ class ToolCallExtractor:
             return text, []
         self._held += text
         if self._mode is None:
-            visible = self._held.lstrip()
-            if not visible:
+            if not self._held:
                 return "", []
-            self._mode = "calls" if visible.startswith("<") else "text"
+            # Exactly the grammar's rule: a call starts with "<"; text, even "\n<u>", never does.
+            self._mode = "calls" if self._held.startswith("<") else "text"
             if self._mode == "text":
                 content, self._held = self._held, ""
                 return content, []
