@@ -6,6 +6,7 @@ serves traffic. Local models load in the background after start; /readyz says wh
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -15,20 +16,33 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from modelyard.api import errors as api_errors
+from modelyard.api.admin.idempotency import IdempotencyStore
+from modelyard.api.admin.openapi import openapi_json
+from modelyard.api.admin.routes import admin_routes
 from modelyard.api.azure import deployments as azure_openai
 from modelyard.api.azure import inference as azure_inference
+from modelyard.api.client_address import ClientAddressMiddleware, ClientAddressResolver
 from modelyard.api.health import healthz, metrics, readyz
 from modelyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from modelyard.api.openai.chat import create_chat_completion
 from modelyard.api.openai.embeddings import create_embeddings
 from modelyard.api.openai.models import list_models, retrieve_model
+from modelyard.audit.log import AuditLog, AuditWriter
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.auth.authenticator import Authenticator
+from modelyard.auth.directory import Directory
+from modelyard.auth.identity_provider import load_identity_provider
+from modelyard.auth.server_secret import derive, load_or_create_server_secret
+from modelyard.auth.tokens import TokenVerifier
 from modelyard.catalog.loader import load_catalog
+from modelyard.db.engine import open_database
 from modelyard.errors import ModelyardError
 from modelyard.observability.usage_meter import UsageMeter
+from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import build_registry
+from modelyard.serving.admin import AdminService, ensure_default_project
 from modelyard.serving.chat import ChatService
+from modelyard.serving.content_log import ContentLog
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
@@ -40,21 +54,47 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     if admin_digest is None:
         configured = settings.admin_key.get_secret_value() if settings.admin_key else None
         admin_digest = load_or_create_admin_key(settings.data_dir, configured).digest
+    secret = load_or_create_server_secret(
+        settings.data_dir, settings.secret.get_secret_value() if settings.secret else None
+    )
+    tokens = (
+        TokenVerifier(load_identity_provider(settings.auth_config))
+        if settings.auth_config is not None
+        else None
+    )
+    database = open_database(settings.database())
+    audit_log = AuditLog(database)
+    ensure_default_project(database, audit_log)
+    directory = Directory.load(database)
+    access = AccessPolicy(directory)
     providers = build_registry(catalog, settings)
     meter = UsageMeter()
+    content_log = ContentLog(database)
     return AppState(
         settings=settings,
         catalog=catalog,
         providers=providers,
-        authenticator=Authenticator(admin_digest),
-        chat=ChatService(catalog, providers, settings.max_choices, meter),
-        models=ModelsService(catalog, providers),
-        embeddings=EmbeddingsService(catalog, providers),
+        database=database,
+        directory=directory,
+        authenticator=Authenticator(admin_digest, directory, derive(secret, "api-keys"), tokens),
+        access=access,
+        chat=ChatService(catalog, providers, settings.max_choices, meter, access, content_log),
+        models=ModelsService(catalog, providers, access),
+        embeddings=EmbeddingsService(catalog, providers, access),
+        admin=AdminService(
+            database, directory, access, audit_log, catalog, derive(secret, "api-keys")
+        ),
+        idempotency=IdempotencyStore(database, derive(secret, "idempotency")),
+        audit_log=audit_log,
+        audit_writer=AuditWriter(audit_log),
+        content_log=content_log,
         usage_meter=meter,
     )
 
 
 def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette:
+    # Built first so a bad CIDR stops start before the database is opened.
+    client_address = ClientAddressResolver(settings.trusted_proxies)
     state = build_state(settings, admin_digest)
 
     @contextlib.asynccontextmanager
@@ -66,6 +106,7 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         finally:
             for provider in state.providers.all():
                 await provider.stop()
+            await asyncio.to_thread(state.close)
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -90,11 +131,14 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        *admin_routes(),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(ClientAddressMiddleware, client_address),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         ],
         exception_handlers={

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from modelyard import __version__
+from modelyard.admin_cli import add_admin_commands, run_admin_command
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.errors import StartupError
 from modelyard.settings import Settings
@@ -25,9 +29,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--catalog", type=Path, help="YAML catalog file (default: the bundled one)")
     serve.add_argument("--data-dir", type=Path, help="where state is kept (default ./.modelyard)")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate: serve HTTPS")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        help="a proxy whose X-Forwarded-For is believed (repeatable; default: none)",
+    )
+    add_admin_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
+    if args.command in ("projects", "keys", "audit"):
+        return run_admin_command(args)
     return 2
 
 
@@ -39,6 +54,9 @@ def serve_command(args: argparse.Namespace) -> int:
             "port": args.port,
             "catalog": args.catalog,
             "data_dir": args.data_dir,
+            "tls_certfile": args.tls_cert,
+            "tls_keyfile": args.tls_key,
+            "trusted_proxies": tuple(args.trusted_proxy) if args.trusted_proxy else None,
         }.items()
         if value is not None
     }
@@ -46,6 +64,11 @@ def serve_command(args: argparse.Namespace) -> int:
         settings = Settings(**overrides)
     except ValidationError as exc:
         print(f"modelyard: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        check_tls_files(settings.tls_certfile, settings.tls_keyfile)
+    except StartupError as exc:
+        print(f"modelyard: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,7 +88,17 @@ def serve_command(args: argparse.Namespace) -> int:
             f"{settings.data_dir / 'admin-key.sha256'}):\n\n    {admin.new_key}\n",
             flush=True,
         )
-    print(f"Modelyard listening on http://{settings.host}:{settings.port}/v1", flush=True)
+    tls = settings.tls_certfile is not None
+    if not tls and not is_loopback(settings.host):
+        print(
+            f"modelyard: warning: {settings.host} is reachable from other machines over plain "
+            "HTTP; keys and prompts cross the network unencrypted (use --tls-cert/--tls-key)",
+            file=sys.stderr,
+            flush=True,
+        )
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    scheme = "https" if tls else "http"
+    print(f"Modelyard listening on {scheme}://{host}:{settings.port}/v1", flush=True)
 
     import uvicorn
 
@@ -78,5 +111,47 @@ def serve_command(args: argparse.Namespace) -> int:
         http="httptools",
         loop="uvloop",
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+        # uvicorn would otherwise rewrite the peer from X-Forwarded-For sent from loopback;
+        # ClientAddressMiddleware decides whom to believe, from settings.trusted_proxies.
+        proxy_headers=False,
     )
     return 0
+
+
+def check_tls_files(certfile: Path | None, keyfile: Path | None) -> None:
+    """Refuse, before binding, TLS that is half-configured or whose files cannot be served."""
+    if certfile is None and keyfile is None:
+        return
+    if certfile is None or keyfile is None:
+        unset = (
+            "--tls-cert (MODELYARD_TLS_CERTFILE)"
+            if certfile is None
+            else "--tls-key (MODELYARD_TLS_KEYFILE)"
+        )
+        raise StartupError(f"TLS needs both a certificate and a key; {unset} is not set")
+    for flag, path in (("--tls-cert", certfile), ("--tls-key", keyfile)):
+        if not path.is_file():
+            raise StartupError(f"{flag} {path} does not exist or is not a file")
+        if not os.access(path, os.R_OK):
+            raise StartupError(f"{flag} {path} is not readable")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password makes an encrypted key fail here rather than prompt on the terminal.
+        context.load_cert_chain(certfile, keyfile, password="")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            problem = "the key does not belong to the certificate"
+        else:
+            problem = f"not a PEM certificate and unencrypted private key ({exc.reason or exc})"
+        raise StartupError(f"cannot serve TLS with {certfile} and {keyfile}: {problem}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere

@@ -14,10 +14,13 @@ stops `modelyard serve` before it binds, with a message for the operator.
     │   ├── UnsupportedSchema             code=unsupported_schema
     │   └── CapabilityUnavailable         code=capability_unavailable
     ├── AuthenticationFailed (401)        code=invalid_api_key
+    ├── PermissionDenied (403)            code=permission_denied (says action, resource, why)
     ├── NotFound (404)
     │   ├── ModelNotFound                 code=model_not_found
     │   └── RouteNotFound                 code=not_found
     ├── MethodNotAllowed (405)            code=method_not_allowed
+    ├── Conflict (409)                    code=conflict
+    ├── IdempotencyKeyReused (422)        code=idempotency_key_reused
     ├── BodyTooLarge (413)                code=request_too_large
     ├── RateLimited (429)                 code=rate_limited (Retry-After)
     ├── UpstreamRejected (400)            code=upstream_rejected_request
@@ -97,6 +100,12 @@ class AuthenticationFailed(ModelyardError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(ModelyardError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
 class NotFound(ModelyardError):
     status = 404
     type = "invalid_request_error"
@@ -115,6 +124,18 @@ class MethodNotAllowed(ModelyardError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(ModelyardError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class IdempotencyKeyReused(ModelyardError):
+    status = 422
+    type = "invalid_request_error"
+    code = "idempotency_key_reused"
 
 
 class BodyTooLarge(ModelyardError):

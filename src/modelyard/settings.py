@@ -40,6 +40,22 @@ class Settings(BaseSettings):
     # The model the Azure AI Inference endpoint serves when a request names none.
     default_model: str | None = None
     log_level: str = "info"
+    # Where projects, keys and the audit log live; default: SQLite in the data directory.
+    database_url: str | None = None
+    # Keys API keys are hashed and idempotent replies sealed with. Replicas must share one;
+    # a single machine generates it into the data directory on first start.
+    secret: SecretStr | None = None
+    # YAML file configuring OIDC/JWT bearer tokens from an identity provider (issuer, audience,
+    # JWKS, claim-to-role mappings); None: only API keys are accepted.
+    auth_config: Path | None = None
+    # TLS: serve HTTPS from these PEM files (both or neither).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # Proxies (CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     def catalog_path(self) -> Path:
         return self.catalog if self.catalog is not None else packaged_catalog_path()
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'modelyard.db'}"

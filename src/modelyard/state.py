@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
 from starlette.requests import Request
 
+from modelyard.api.admin.idempotency import IdempotencyStore
+from modelyard.audit.log import AuditLog, AuditWriter
 from modelyard.auth.authenticator import Authenticator
+from modelyard.auth.directory import Directory
 from modelyard.catalog.catalog import Catalog
 from modelyard.observability.usage_meter import UsageMeter
+from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import ProviderRegistry
+from modelyard.serving.admin import AdminService
 from modelyard.serving.chat import ChatService
+from modelyard.serving.content_log import ContentLog
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
@@ -21,11 +28,25 @@ class AppState:
     settings: Settings
     catalog: Catalog
     providers: ProviderRegistry
+    database: Engine
+    directory: Directory
     authenticator: Authenticator
+    access: AccessPolicy
     chat: ChatService
     models: ModelsService
     embeddings: EmbeddingsService
+    admin: AdminService
+    idempotency: IdempotencyStore
+    audit_log: AuditLog
+    # Denials and failed logins, written off the request path.
+    audit_writer: AuditWriter
+    content_log: ContentLog
     usage_meter: UsageMeter
+
+    def close(self) -> None:
+        self.audit_writer.close(10.0)
+        self.content_log.close(10.0)
+        self.database.dispose()
 
 
 def app_state(request: Request) -> AppState:

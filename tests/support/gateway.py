@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,10 +30,13 @@ class GatewayProcess:
     args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # "https" when started with --tls-cert/--tls-key; `verify` then trusts its certificate.
+    scheme: str = "http"
+    verify: ssl.SSLContext | bool = True
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -60,7 +64,8 @@ class GatewayProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.base_url}/readyz", timeout=1, verify=self.verify)
+                if ready.status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -85,7 +90,9 @@ class GatewayProcess:
     def metric(self, name: str, **labels: str) -> float:
         """One sample from /metrics (admin only)."""
         text = httpx.get(
-            f"{self.base_url}/metrics", headers={"Authorization": f"Bearer {self.admin_key}"}
+            f"{self.base_url}/metrics",
+            headers={"Authorization": f"Bearer {self.admin_key}"},
+            verify=self.verify,
         ).text
         wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
         prefix = f"{name}{{{wanted}}} " if wanted else f"{name} "

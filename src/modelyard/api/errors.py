@@ -15,12 +15,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.audit.events import AuditEvent
 from modelyard.errors import (
+    AuthenticationFailed,
     InternalError,
     MethodNotAllowed,
     ModelyardError,
+    PermissionDenied,
     RouteNotFound,
 )
+from modelyard.policy.access import AccessDenied
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,33 @@ def error_response(error: ModelyardError) -> Response:
 
 async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
+    if isinstance(exc, AuthenticationFailed | PermissionDenied):
+        _audit_refusal(request, exc)
     return error_response(exc)
+
+
+def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenied) -> None:
+    """Failed logins and denials go to the audit log, off the request path."""
+    state = request.app.state.modelyard
+    scope_state = request.scope.get("state", {})
+    principal = scope_state.get("principal")
+    if isinstance(exc, AccessDenied):
+        action, resource = str(exc.decision.action), exc.decision.resource
+    else:
+        action, resource = "auth.login", f"{request.method} {request.url.path}"
+    state.audit_writer.submit(
+        AuditEvent(
+            actor=principal.subject if principal is not None else "anonymous",
+            action=action,
+            object=resource,
+            outcome="denied" if isinstance(exc, PermissionDenied) else "failed",
+            reason=exc.message,
+            project_id=principal.project if principal is not None else None,
+            client_ip=scope_state.get("client_ip")
+            or (request.client.host if request.client else None),
+            request_id=scope_state.get("request_id"),
+        )
+    )
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -6,8 +6,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.api.access import caller
 from modelyard.errors import NotReady
 from modelyard.observability.metrics import render_prometheus
+from modelyard.policy.rbac import Action
 from modelyard.state import app_state
 
 
@@ -25,7 +27,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state = app_state(request)
-    state.authenticator.authenticate(request.headers)
+    state.access.require_owner(await caller(request), Action.METRICS_READ, "the gateway's metrics")
     samples = [sample for provider in state.providers.all() for sample in provider.metric_samples()]
     samples += state.usage_meter.metric_samples()
     return Response(render_prometheus(samples), media_type="text/plain; version=0.0.4")

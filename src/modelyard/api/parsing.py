@@ -74,13 +74,17 @@ def _describe(exc: ValidationError, body: bytes) -> MalformedJson | InvalidParam
     by_param: dict[str, list[str]] = {}
     for error in errors:
         param = _param_path(raw, error["loc"], error["type"] == "missing")
+        message = error["msg"]
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            tag = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+            context = error.get("ctx", {})
+            tag = str(context.get("discriminator", "")).strip("'")
             param = f"{param}.{tag}" if param else tag
+            # pydantic's message quotes the value sent; ours names only what is accepted.
+            message = f"must be one of: {context.get('expected_tags', '')}".rstrip(": ")
 
         messages = by_param.setdefault(param, [])
-        if error["msg"] not in messages:
-            messages.append(error["msg"])
+        if message not in messages:
+            messages.append(message)
     # With unions, the deepest location is where the input came closest to a valid shape.
     param = max(by_param, key=lambda path: path.count(".") + path.count("["))
     messages = by_param[param]

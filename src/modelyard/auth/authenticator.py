@@ -1,19 +1,34 @@
 """Turn the credential headers of a request into a Principal, or refuse with 401.
 
 Clients send keys as `Authorization: Bearer <key>` (OpenAI, Mistral), `api-key: <key>` (Azure
-OpenAI) or both with the same value (azure-ai-inference). Two different keys in one request are
-refused rather than guessed between.
+OpenAI) or both with the same value (azure-ai-inference). Two different credentials in one
+request are refused rather than guessed between. A bearer value shaped like a JWT is verified
+as an identity-provider token when one is configured.
+
+Everything here reads memory only (the Directory and the token cache): a project key costs one
+HMAC and a dict lookup. Unknown key ids still cost the HMAC, so timing says nothing about which
+ids exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hmac
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
-from modelyard.auth.keys import digests_match, key_hint
-from modelyard.auth.principal import Principal
-from modelyard.errors import AuthenticationFailed
+from modelyard.auth.directory import Directory, KeyRecord
+from modelyard.auth.keys import digests_match, key_hint, keyed_digest, project_key_id
+from modelyard.auth.principal import Principal, home_project
+from modelyard.auth.tokens import TokenVerifier, looks_like_jwt
+from modelyard.errors import AuthenticationFailed, PermissionDenied
+from modelyard.policy.rbac import ALL_PROJECTS, Role
 
-ADMIN_ROLES = frozenset({"owner"})
+PROJECT_HEADER = "x-modelyard-project"
+_OWNER_EVERYWHERE = {ALL_PROJECTS: Role.OWNER}
+_NO_DIGEST = "0" * 64
+_ADMIN = Principal(
+    subject="admin", kind="admin", grants=_OWNER_EVERYWHERE, hint="myd-admin-…", project=None
+)
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -33,17 +48,94 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, admin_digest: str) -> None:
+    def __init__(
+        self,
+        admin_digest: str,
+        directory: Directory,
+        key_secret: bytes,
+        tokens: TokenVerifier | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._admin_digest = admin_digest
+        self._directory = directory
+        self._key_secret = key_secret
+        self._tokens = tokens
+        self._clock = clock
+        self._key_principals: dict[str, tuple[KeyRecord, Principal]] = {}
+
+    def may_block(self, headers: Mapping[str, str]) -> bool:
+        """Whether authenticating may wait on the network (an identity provider's JWKS URL), so
+        the caller should run it off the event loop."""
+        if self._tokens is None or not self._tokens.fetches_keys:
+            return False
+        authorization = headers.get("authorization", "")
+        return looks_like_jwt(authorization.partition(" ")[2].strip())
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        key = presented_key(headers)
-        if key is None:
+        credential = presented_key(headers)
+        if credential is None:
             raise AuthenticationFailed(
                 "No API key provided. Send it as 'Authorization: Bearer <key>' or 'api-key: <key>'."
             )
-        if digests_match(key, self._admin_digest):
-            return Principal(
-                id="admin", project="default", roles=ADMIN_ROLES, key_hint=key_hint(key)
+        if project_key_id(credential) is not None:
+            principal = self._project_key(credential)
+        elif digests_match(credential, self._admin_digest):
+            principal = _ADMIN
+        elif self._tokens is not None and looks_like_jwt(credential):
+            token = self._tokens.verify(credential)
+            grants = {**token.grants, **self._directory.member_grants(token.subject)}
+            principal = Principal(
+                subject=token.subject,
+                kind="token",
+                grants=grants,
+                hint=token.subject,
+                expires_at=token.expires_at,
             )
-        raise AuthenticationFailed(f"Incorrect API key provided: {key_hint(key)}.")
+        else:
+            raise AuthenticationFailed(f"Incorrect API key provided: {key_hint(credential)}.")
+        named = headers.get(PROJECT_HEADER)
+        if named is None and principal.project is not None:
+            return principal
+        return self._acting(principal, named)
+
+    def _project_key(self, key: str) -> Principal:
+        key_id = project_key_id(key)
+        record = self._directory.keys.get(key_id or "")
+        digest = keyed_digest(self._key_secret, key)
+        if record is None or not hmac.compare_digest(
+            digest, record.digest if record else _NO_DIGEST
+        ):
+            raise AuthenticationFailed(f"Incorrect API key provided: {key_hint(key)}.")
+        why_not = record.unusable_because(self._clock())
+        if why_not is not None:
+            raise AuthenticationFailed(f"The API key {key_hint(key)} cannot be used: {why_not}.")
+        cached = self._key_principals.get(record.id)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        principal = Principal(
+            subject=record.subject,
+            kind="key",
+            grants={record.project_id: record.role},
+            hint=key_hint(key),
+            project=record.project_id,
+            key_id=record.id,
+            models=record.models,
+            expires_at=record.expires_at,
+        )
+        # Keyed by the record object: a revocation or rotation replaces it, and so the entry.
+        self._key_principals[record.id] = (record, principal)
+        return principal
+
+    def _acting(self, principal: Principal, named: str | None) -> Principal:
+        """Fix the project the request acts in: the one named in the header, else the only one."""
+        if named is None:
+            project = home_project(principal.grants)
+        elif principal.role_in(named) is None or named not in self._directory.projects:
+            # Same answer whether the project is missing or merely not theirs.
+            raise PermissionDenied(
+                f"The project '{named}' named in {PROJECT_HEADER} does not exist or is not yours.",
+                param=PROJECT_HEADER,
+            )
+        else:
+            project = named
+        return principal._replace(project=project)

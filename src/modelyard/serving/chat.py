@@ -8,8 +8,10 @@ exists. The returned `ChatRun` (see `chat_run.py`) then yields one completion or
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 
+from modelyard.auth.directory import ProjectRecord
 from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability, ModelCard
 from modelyard.catalog.catalog import Catalog
@@ -20,9 +22,12 @@ from modelyard.errors import (
     ModelNotFound,
 )
 from modelyard.observability.usage_meter import UsageMeter
+from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat import ChatCompletionRequest, ImagePart, UserMessage
+from modelyard.protocol.chat_response import JsonObject
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.serving.chat_run import ChatRun
+from modelyard.serving.content_log import ContentLog, ContentRecord
 from modelyard.structured.contract import OutputContract, contract_for
 
 
@@ -33,11 +38,15 @@ class ChatService:
         providers: ProviderRegistry,
         max_choices: int,
         meter: UsageMeter,
+        access: AccessPolicy,
+        content_log: ContentLog,
     ) -> None:
         self._catalog = catalog
         self._providers = providers
         self._max_choices = max_choices
         self._meter = meter
+        self._access = access
+        self._content_log = content_log
 
     async def open_chat(
         self,
@@ -50,6 +59,7 @@ class ChatService:
         model's deployments are considered."""
         resolution = self._catalog.resolve(request.model)
         card = resolution.card
+        project = self._access.require_model(principal, card.id)
         self._check_capabilities(request, card)
         contract = contract_for(request)
         candidates = [d for d in resolution.deployments if deployment_id in (None, d.id)]
@@ -70,7 +80,24 @@ class ChatService:
             stream=await reopen(),
             reopen=reopen,
             meter=self._meter,
+            keep_content=self._content_keeper(project, request, request_id, card.id),
         )
+
+    def _content_keeper(
+        self, project: ProjectRecord, request: ChatCompletionRequest, request_id: str, model: str
+    ) -> Callable[[list[JsonObject]], None] | None:
+        """Only for projects that opted in to content logging; None (keep nothing) otherwise."""
+        days = project.content_retention_days
+        if days is None:
+            return None
+
+        def keep(outputs: list[JsonObject]) -> None:
+            prompt = [message.model_dump(mode="json") for message in request.messages]
+            self._content_log.submit(
+                ContentRecord(project.id, request_id, model, prompt, outputs, days)
+            )
+
+        return keep
 
     def _check_capabilities(self, request: ChatCompletionRequest, card: ModelCard) -> None:
         if not card.supports(Capability.CHAT):

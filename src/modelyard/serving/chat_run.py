@@ -50,6 +50,8 @@ class ChatRun:
     meter: UsageMeter = field(repr=False)
     # Set when the client went away before the answer was complete.
     client_left: bool = False
+    # Receives the finished outputs, only for projects that opted in to content logging.
+    keep_content: Callable[[list[JsonObject]], None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._watch_usage(self.stream)
@@ -80,6 +82,7 @@ class ChatRun:
                 self.stream = await self.reopen()
                 self._watch_usage(self.stream)
                 continue
+            self._keep([(choice.text, choice.tool_calls) for choice in choices])
             return chat_response.completion(
                 self.completion_id, self.created, self.card.id, choices, usage
             )
@@ -124,7 +127,7 @@ class ChatRun:
         ids = (self.completion_id, self.created, self.card.id)
         started: set[int] = set()
         texts: dict[int, list[str]] = {}
-        called: set[int] = set()
+        called: dict[int, list[ToolCallDelta]] = {}
         held_finish: ChoiceFinished | None = None
         last_choice = self.request.choice_count() - 1
 
@@ -144,7 +147,7 @@ class ChatRun:
                     yield chat_response.chunk(*ids, event.choice, delta)
                 elif isinstance(event, ToolCallDelta):
                     validate_tool_call(event.name, event.arguments, self.contract)
-                    called.add(event.choice)
+                    called.setdefault(event.choice, []).append(event)
                     call = chat_response.tool_call_object(event, with_index=True)
                     delta = opening(event.choice, {"content": None, "tool_calls": [call]})
                     yield chat_response.chunk(*ids, event.choice, delta)
@@ -162,6 +165,12 @@ class ChatRun:
                         yield chat_response.chunk(*ids, event.choice, {}, event.finish_reason)
                 elif isinstance(event, Finished):
                     finished = True
+                    self._keep(
+                        [
+                            ("".join(texts.get(i, [])), tuple(called.get(i, [])))
+                            for i in range(last_choice + 1)
+                        ]
+                    )
                     for chunk in self._closing_chunks(held_finish, event.usage):
                         yield chunk
                     return
@@ -172,6 +181,19 @@ class ChatRun:
                 self.client_left = True
             self.stream.cancel()
             await _aclose(events)
+
+    def _keep(self, outputs: list[tuple[str, tuple[ToolCallDelta, ...]]]) -> None:
+        if self.keep_content is None:
+            return
+        self.keep_content(
+            [
+                {
+                    "content": text,
+                    "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
+                }
+                for text, calls in outputs
+            ]
+        )
 
     def _closing_chunks(self, finish: ChoiceFinished | None, usage: Usage) -> list[JsonObject]:
         ids = (self.completion_id, self.created, self.card.id)

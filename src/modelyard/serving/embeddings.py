@@ -7,15 +7,17 @@ from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import CapabilityUnavailable, ModelNotFound
+from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat_response import JsonObject
 from modelyard.protocol.embeddings import EmbeddingsRequest, embeddings_response
 from modelyard.providers.registry import ProviderRegistry
 
 
 class EmbeddingsService:
-    def __init__(self, catalog: Catalog, providers: ProviderRegistry) -> None:
+    def __init__(self, catalog: Catalog, providers: ProviderRegistry, access: AccessPolicy) -> None:
         self._catalog = catalog
         self._providers = providers
+        self._access = access
 
     async def embed(
         self,
@@ -26,6 +28,7 @@ class EmbeddingsService:
     ) -> JsonObject:
         resolution = self._catalog.resolve(request.model)
         card = resolution.card
+        self._access.require_model(principal, card.id)
         if not card.supports(Capability.EMBEDDINGS):
             raise CapabilityUnavailable(
                 f"The model '{card.id}' does not produce embeddings.", param="model"

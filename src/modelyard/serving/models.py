@@ -10,13 +10,16 @@ from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import ModelNotFound
+from modelyard.policy.access import AccessPolicy
+from modelyard.policy.rbac import Action
 from modelyard.protocol.chat_response import JsonObject
 from modelyard.providers.registry import ProviderRegistry
 
 
 class ModelsService:
-    def __init__(self, catalog: Catalog, providers: ProviderRegistry) -> None:
+    def __init__(self, catalog: Catalog, providers: ProviderRegistry, access: AccessPolicy) -> None:
         self._catalog = catalog
+        self._access = access
         # Cards never change while the process runs, so their wire form is built once.
         self._entries = {
             card.id: _model_entry(card, catalog.deployments_of(card.id), providers)
@@ -24,12 +27,20 @@ class ModelsService:
         }
 
     def list_models(self, principal: Principal) -> JsonObject:
-        return {"object": "list", "data": list(self._entries.values())}
+        """The models this caller may use in its project: the others are not listed at all."""
+        project = self._access.acting_project(principal, Action.CATALOG_READ)
+        visible = [
+            entry
+            for model_id, entry in self._entries.items()
+            if self._access.may_see_model(principal, project, model_id)
+        ]
+        return {"object": "list", "data": visible}
 
     def get_model(self, name: str, principal: Principal) -> JsonObject:
+        project = self._access.acting_project(principal, Action.CATALOG_READ)
         card = self._catalog.resolve(name).card
         entry = self._entries.get(card.id)
-        if entry is None:
+        if entry is None or not self._access.may_see_model(principal, project, card.id):
             raise ModelNotFound(
                 f"The model '{name}' does not exist or you do not have access to it."
             )

@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.api.access import caller
 from modelyard.api.azure.conventions import check_api_version
 from modelyard.api.chat import respond_chat
 from modelyard.api.parsing import json_object, parse_model
@@ -21,7 +22,7 @@ from modelyard.state import AppState, app_state, request_id
 
 async def chat_completions(request: Request) -> Response | EventStreamResponse:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     raw, pinned = await _path_addressed_body(request, state)
     body = parse_model(orjson.dumps(raw), ChatCompletionRequest, UNSUPPORTED_PARAMETERS)
     return await respond_chat(request, body, principal, deployment_id=pinned)
@@ -29,7 +30,7 @@ async def chat_completions(request: Request) -> Response | EventStreamResponse:
 
 async def embeddings(request: Request) -> Response:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     raw, pinned = await _path_addressed_body(request, state)
     body = parse_model(orjson.dumps(raw), EmbeddingsRequest, frozenset())
     result = await state.embeddings.embed(body, principal, request_id(request), pinned)

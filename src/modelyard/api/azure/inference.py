@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.api.access import caller
 from modelyard.api.azure.conventions import (
     DROPPED_HEADER,
     ExtraParameters,
@@ -29,14 +30,14 @@ DEPLOYMENT_HEADER = "azureml-model-deployment"
 
 async def chat_completions(request: Request) -> Response | EventStreamResponse:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     body, headers = await _read_body(request, state, ChatCompletionRequest, UNSUPPORTED_PARAMETERS)
     return await respond_chat(request, body, principal, error_events=False, headers=headers)
 
 
 async def embeddings(request: Request) -> Response:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     body, headers = await _read_body(request, state, EmbeddingsRequest, frozenset())
     result = await state.embeddings.embed(body, principal, request_id(request))
     return Response(orjson.dumps(result), media_type="application/json", headers=headers)
@@ -64,9 +65,11 @@ async def _read_body(
 
 async def model_info(request: Request) -> Response:
     state = app_state(request)
-    state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     check_api_version(request)
-    card = state.catalog.resolve(endpoint_model(request, state)).card
+    name = endpoint_model(request, state)
+    state.models.get_model(name, principal)  # 404 unless the caller may see it
+    card = state.catalog.resolve(name).card
     model_type = "chat_completion" if card.supports(Capability.CHAT) else "embeddings"
     info = {"model_name": card.id, "model_type": model_type, "model_provider_name": card.publisher}
     return Response(orjson.dumps(info), media_type="application/json")

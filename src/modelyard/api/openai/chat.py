@@ -5,14 +5,14 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.api.access import caller
 from modelyard.api.chat import respond_chat
 from modelyard.api.parsing import read_model
 from modelyard.api.sse import EventStreamResponse
 from modelyard.protocol.chat import UNSUPPORTED_PARAMETERS, ChatCompletionRequest
-from modelyard.state import app_state
 
 
 async def create_chat_completion(request: Request) -> Response | EventStreamResponse:
-    principal = app_state(request).authenticator.authenticate(request.headers)
+    principal = await caller(request)
     body = await read_model(request, ChatCompletionRequest, UNSUPPORTED_PARAMETERS)
     return await respond_chat(request, body, principal)

@@ -6,6 +6,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.api.access import caller
 from modelyard.api.parsing import read_model
 from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.state import app_state, request_id
@@ -13,7 +14,7 @@ from modelyard.state import app_state, request_id
 
 async def create_embeddings(request: Request) -> Response:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     body = await read_model(request, EmbeddingsRequest, frozenset())
     result = await state.embeddings.embed(body, principal, request_id(request))
     return Response(orjson.dumps(result), media_type="application/json")

@@ -6,18 +6,19 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelyard.api.access import caller
 from modelyard.state import app_state
 
 
 async def list_models(request: Request) -> Response:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     return _json(state.models.list_models(principal))
 
 
 async def retrieve_model(request: Request) -> Response:
     state = app_state(request)
-    principal = state.authenticator.authenticate(request.headers)
+    principal = await caller(request)
     return _json(state.models.get_model(request.path_params["model"], principal))
 
 

@@ -1,0 +1,191 @@
+"""`modelyard projects ...`, `modelyard keys ...` and `modelyard audit ...`: the admin API from a
+terminal. Commands call a running gateway over HTTP (so they are authorized and audited exactly
+like the API), except `audit verify`, which reads the database directly to check the chain.
+
+The gateway URL comes from --url or MODELYARD_URL, the caller's key from --key or
+MODELYARD_API_KEY (never echoed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def add_admin_commands(commands: Any) -> None:
+    projects = commands.add_parser("projects", help="manage projects and their members")
+    _connection_options(projects)
+    p = projects.add_subparsers(dest="action", required=True)
+    p.add_parser("list", help="projects you hold a role on")
+    show = p.add_parser("show", help="one project")
+    show.add_argument("project")
+    create = p.add_parser("create", help="create a project (owner)")
+    create.add_argument("project")
+    _project_fields(create)
+    change = p.add_parser("update", help="change a project")
+    change.add_argument("project")
+    _project_fields(change)
+    change.add_argument("--all-models", action="store_true", help="lift the model allowlist")
+    change.add_argument("--any-network", action="store_true", help="lift the CIDR allowlist")
+    change.add_argument("--no-content-logging", action="store_true", help="zero retention")
+    members = p.add_parser("members", help="a project's role bindings")
+    members.add_argument("project")
+    grant = p.add_parser("grant", help="give a subject a role on a project")
+    grant.add_argument("project")
+    grant.add_argument("subject")
+    grant.add_argument("role", choices=["admin", "developer", "viewer", "auditor"])
+    remove = p.add_parser("remove-member", help="remove a subject's role on a project")
+    remove.add_argument("project")
+    remove.add_argument("subject")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    _connection_options(keys)
+    k = keys.add_subparsers(dest="action", required=True)
+    listing = k.add_parser("list", help="a project's keys")
+    listing.add_argument("project")
+    mint = k.add_parser("create", help="mint a key (printed once)")
+    mint.add_argument("project")
+    mint.add_argument("name")
+    mint.add_argument("--role", default="developer")
+    mint.add_argument("--model", action="append", dest="models", help="limit to (repeatable)")
+    mint.add_argument("--expires-at", help="ISO 8601 time with offset")
+    for verb in ("revoke", "rotate"):
+        sub = k.add_parser(verb, help=f"{verb} a key")
+        sub.add_argument("project")
+        sub.add_argument("key_id")
+        if verb == "rotate":
+            sub.add_argument("--grace-seconds", type=int, default=24 * 3600)
+
+    audit = commands.add_parser("audit", help="read or verify the audit log")
+    a = audit.add_subparsers(dest="action", required=True)
+    verify = a.add_parser("verify", help="check the hash chain in the database")
+    verify.add_argument("--database-url", help="default: SQLite in --data-dir")
+    verify.add_argument("--data-dir", help="default ./.modelyard")
+    show_log = a.add_parser("list", help="recent events (auditor or owner)")
+    _connection_options(show_log)
+    show_log.add_argument("--project")
+    show_log.add_argument("--after-seq", type=int, default=0)
+    show_log.add_argument("--limit", type=int, default=100)
+
+
+def run_admin_command(args: argparse.Namespace) -> int:
+    if args.command == "audit" and args.action == "verify":
+        return _verify_audit(args)
+    try:
+        method, path, body = _request_for(args)
+    except ValueError as exc:
+        print(f"modelyard: {exc}", file=sys.stderr)
+        return 2
+    key = args.key or os.environ.get("MODELYARD_API_KEY")
+    if not key:
+        print("modelyard: set MODELYARD_API_KEY or pass --key", file=sys.stderr)
+        return 2
+    headers = {"authorization": f"Bearer {key}"}
+    if method != "GET":
+        # A retry of this very command after a network error cannot act twice.
+        headers["idempotency-key"] = str(uuid.uuid4())
+    url = (args.url or os.environ.get("MODELYARD_URL") or DEFAULT_URL).rstrip("/")
+    try:
+        response = httpx.request(method, url + path, json=body, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        print(
+            f"modelyard: cannot reach the gateway at {url}: {type(exc).__name__}", file=sys.stderr
+        )
+        return 1
+    payload = response.json()
+    if response.status_code >= 400:
+        error = payload.get("error", {})
+        print(f"modelyard: {response.status_code} {error.get('message')}", file=sys.stderr)
+        return 1
+    print(json.dumps(payload, indent=2))
+    return 0
+
+
+def _request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+    action = args.action
+    if args.command == "projects":
+        base = "/admin/projects"
+        if action == "list":
+            return "GET", base, None
+        project = f"{base}/{args.project}"
+        if action == "show":
+            return "GET", project, None
+        if action == "create":
+            return "POST", base, {"id": args.project, **_project_body(args)}
+        if action == "update":
+            body = _project_body(args)
+            if args.all_models:
+                body["allowed_models"] = None
+            if args.any_network:
+                body["allowed_cidrs"] = None
+            if args.no_content_logging:
+                body["content_retention_days"] = None
+            return "PATCH", project, body
+        if action == "members":
+            return "GET", f"{project}/members", None
+        if action == "grant":
+            return "PUT", f"{project}/members/{args.subject}", {"role": args.role}
+        return "DELETE", f"{project}/members/{args.subject}", None
+    if args.command == "keys":
+        keys = f"/admin/projects/{args.project}/keys"
+        if action == "list":
+            return "GET", keys, None
+        if action == "create":
+            key_body: dict[str, Any] = {"name": args.name, "role": args.role}
+            if args.models:
+                key_body["models"] = args.models
+            if args.expires_at:
+                key_body["expires_at"] = args.expires_at
+            return "POST", keys, key_body
+        if action == "revoke":
+            return "POST", f"{keys}/{args.key_id}/revoke", None
+        return "POST", f"{keys}/{args.key_id}/rotate", {"grace_seconds": args.grace_seconds}
+    query = f"?after_seq={args.after_seq}&limit={args.limit}"
+    if args.project:
+        query += f"&project={args.project}"
+    return "GET", "/admin/audit" + query, None
+
+
+def _verify_audit(args: argparse.Namespace) -> int:
+    from modelyard.audit.cli import verify_command
+    from modelyard.settings import Settings
+
+    overrides = {
+        name: value
+        for name, value in (("database_url", args.database_url), ("data_dir", args.data_dir))
+        if value is not None
+    }
+    return verify_command(Settings(**overrides).database())
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help=f"gateway URL (default $MODELYARD_URL or {DEFAULT_URL})")
+    parser.add_argument("--key", help="API key (default $MODELYARD_API_KEY)")
+
+
+def _project_fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--description")
+    parser.add_argument("--model", action="append", dest="models", help="allow (repeatable)")
+    parser.add_argument("--cidr", action="append", dest="cidrs", help="allow (repeatable)")
+    parser.add_argument("--content-retention-days", type=int, help="opt in to content logging")
+
+
+def _project_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if args.description is not None:
+        body["description"] = args.description
+    if args.models:
+        body["allowed_models"] = args.models
+    if args.cidrs:
+        body["allowed_cidrs"] = args.cidrs
+    if args.content_retention_days is not None:
+        body["content_retention_days"] = args.content_retention_days
+    return body

@@ -1,0 +1,284 @@
+"""The /admin routes: each reads its input, asks the AdminService, and renders JSON.
+
+Mutations run through the idempotency store, so any of them may carry `Idempotency-Key`. The
+route table below is also the source of the OpenAPI description (`openapi.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.api.access import caller
+from modelyard.api.admin.idempotency import HEADER as IDEMPOTENCY_HEADER
+from modelyard.api.parsing import read_model
+from modelyard.errors import InvalidParameter
+from modelyard.protocol.admin import KeyCreate, KeyRotate, MemberPut, ProjectCreate, ProjectUpdate
+from modelyard.serving.admin import JsonObject
+from modelyard.state import app_state
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    action: str
+    body: type[BaseModel] | None = None
+    status: int = 200
+
+
+async def _mutate(request: Request, act: Callable[[], JsonObject], status: int = 200) -> Response:
+    state = app_state(request)
+    principal = request.scope["state"]["principal"]
+    body = await request.body()
+
+    async def respond() -> tuple[int, bytes]:
+        return status, orjson.dumps(await asyncio.to_thread(act))
+
+    fingerprint = b"\n".join([request.method.encode(), request.url.path.encode(), body])
+    code, payload, replayed = await state.idempotency.run(
+        principal.subject, request.headers.get(IDEMPOTENCY_HEADER), fingerprint, respond
+    )
+    headers = {"idempotent-replayed": "true"} if replayed else {}
+    return Response(payload, status_code=code, media_type="application/json", headers=headers)
+
+
+async def _read(act: Callable[[], JsonObject]) -> Response:
+    return Response(orjson.dumps(await asyncio.to_thread(act)), media_type="application/json")
+
+
+async def whoami(request: Request) -> Response:
+    principal = await caller(request)
+    return Response(
+        orjson.dumps(
+            {
+                "subject": principal.subject,
+                "kind": principal.kind,
+                "project": principal.project,
+                "roles": {project: role.value for project, role in principal.grants.items()},
+                "key_id": principal.key_id,
+                "models": sorted(principal.models) if principal.models is not None else None,
+            }
+        ),
+        media_type="application/json",
+    )
+
+
+async def list_projects(request: Request) -> Response:
+    principal = await caller(request)
+    return await _read(lambda: app_state(request).admin.list_projects(principal))
+
+
+async def create_project(request: Request) -> Response:
+    principal = await caller(request)
+    body = await read_model(request, ProjectCreate, frozenset())
+    return await _mutate(
+        request, lambda: app_state(request).admin.create_project(principal, body), 201
+    )
+
+
+async def get_project(request: Request) -> Response:
+    principal = await caller(request)
+    project = request.path_params["project"]
+    return await _read(lambda: app_state(request).admin.get_project(principal, project))
+
+
+async def update_project(request: Request) -> Response:
+    principal = await caller(request)
+    body = await read_model(request, ProjectUpdate, frozenset())
+    project = request.path_params["project"]
+    return await _mutate(
+        request, lambda: app_state(request).admin.update_project(principal, project, body)
+    )
+
+
+async def list_members(request: Request) -> Response:
+    principal = await caller(request)
+    project = request.path_params["project"]
+    return await _read(lambda: app_state(request).admin.list_members(principal, project))
+
+
+async def put_member(request: Request) -> Response:
+    principal = await caller(request)
+    body = await read_model(request, MemberPut, frozenset())
+    project, subject = request.path_params["project"], request.path_params["subject"]
+    return await _mutate(
+        request, lambda: app_state(request).admin.put_member(principal, project, subject, body)
+    )
+
+
+async def remove_member(request: Request) -> Response:
+    principal = await caller(request)
+    project, subject = request.path_params["project"], request.path_params["subject"]
+    return await _mutate(
+        request, lambda: app_state(request).admin.remove_member(principal, project, subject)
+    )
+
+
+async def list_keys(request: Request) -> Response:
+    principal = await caller(request)
+    project = request.path_params["project"]
+    return await _read(lambda: app_state(request).admin.list_keys(principal, project))
+
+
+async def create_key(request: Request) -> Response:
+    principal = await caller(request)
+    body = await read_model(request, KeyCreate, frozenset())
+    project = request.path_params["project"]
+    return await _mutate(
+        request, lambda: app_state(request).admin.create_key(principal, project, body), 201
+    )
+
+
+async def get_key(request: Request) -> Response:
+    principal = await caller(request)
+    project, key_id = request.path_params["project"], request.path_params["key_id"]
+    return await _read(lambda: app_state(request).admin.get_key(principal, project, key_id))
+
+
+async def revoke_key(request: Request) -> Response:
+    principal = await caller(request)
+    project, key_id = request.path_params["project"], request.path_params["key_id"]
+    return await _mutate(
+        request, lambda: app_state(request).admin.revoke_key(principal, project, key_id)
+    )
+
+
+async def rotate_key(request: Request) -> Response:
+    principal = await caller(request)
+    raw = await request.body()
+    body = await read_model(request, KeyRotate, frozenset()) if raw.strip() else KeyRotate()
+    project, key_id = request.path_params["project"], request.path_params["key_id"]
+    return await _mutate(
+        request, lambda: app_state(request).admin.rotate_key(principal, project, key_id, body)
+    )
+
+
+async def read_audit(request: Request) -> Response:
+    principal = await caller(request)
+    query = request.query_params
+    project = query.get("project")
+    after, limit = (
+        _int_query(query.get("after_seq"), "after_seq", 0),
+        _int_query(query.get("limit"), "limit", 100),
+    )
+    if not 1 <= limit <= 1000:
+        raise InvalidParameter("limit must be between 1 and 1000.", param="limit")
+    return await _read(
+        lambda: app_state(request).admin.read_audit(principal, project, after, limit)
+    )
+
+
+def _int_query(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise InvalidParameter(f"{name} must be a non-negative integer.", param=name)
+    return int(value)
+
+
+P = "/admin/projects/{project}"
+ADMIN_ROUTES = (
+    AdminRoute("GET", "/admin/whoami", whoami, "The caller's identity and roles", "any"),
+    AdminRoute(
+        "GET", "/admin/projects", list_projects, "Projects you hold a role on", "projects.read"
+    ),
+    AdminRoute(
+        "POST",
+        "/admin/projects",
+        create_project,
+        "Create a project",
+        "projects.create",
+        ProjectCreate,
+        201,
+    ),
+    AdminRoute("GET", P, get_project, "One project", "projects.read"),
+    AdminRoute(
+        "PATCH",
+        P,
+        update_project,
+        "Change a project's models, networks or content logging",
+        "projects.manage",
+        ProjectUpdate,
+    ),
+    AdminRoute("GET", P + "/members", list_members, "A project's role bindings", "members.read"),
+    AdminRoute(
+        "PUT",
+        P + "/members/{subject}",
+        put_member,
+        "Grant a role on the project",
+        "members.manage",
+        MemberPut,
+    ),
+    AdminRoute(
+        "DELETE", P + "/members/{subject}", remove_member, "Remove a role binding", "members.manage"
+    ),
+    AdminRoute(
+        "GET",
+        P + "/keys",
+        list_keys,
+        "API keys (all with keys.read, else your own)",
+        "keys.read | keys.manage_own",
+    ),
+    AdminRoute(
+        "POST",
+        P + "/keys",
+        create_key,
+        "Mint an API key (shown once)",
+        "keys.manage | keys.manage_own",
+        KeyCreate,
+        201,
+    ),
+    AdminRoute(
+        "GET",
+        P + "/keys/{key_id}",
+        get_key,
+        "One API key's metadata",
+        "keys.read | keys.manage_own",
+    ),
+    AdminRoute(
+        "POST",
+        P + "/keys/{key_id}/revoke",
+        revoke_key,
+        "Revoke a key, effective at once",
+        "keys.manage | keys.manage_own",
+    ),
+    AdminRoute(
+        "POST",
+        P + "/keys/{key_id}/rotate",
+        rotate_key,
+        "Replace a key; the old one works for a grace period",
+        "keys.manage | keys.manage_own",
+        KeyRotate,
+    ),
+    AdminRoute("GET", "/admin/audit", read_audit, "Audit events (hash-chained)", "audit.read"),
+)
+
+
+def admin_routes() -> list[Route]:
+    by_path: dict[str, dict[str, Handler]] = {}
+    for route in ADMIN_ROUTES:
+        by_path.setdefault(route.path, {})[route.method] = route.handler
+    return [
+        Route(path, _dispatch(handlers), methods=list(handlers))
+        for path, handlers in by_path.items()
+    ]
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        # Starlette answers HEAD on GET routes; it gets the GET handler.
+        return await handlers.get(request.method, handlers["GET"])(request)
+
+    return endpoint

@@ -1,0 +1,117 @@
+"""The in-memory view of projects, role bindings and API keys that every request reads.
+
+The database is the record; this view is loaded at start and updated by the admin service
+right after each committed mutation, so authentication and authorization never touch the
+database on the request path. Records are frozen and replaced whole, never edited in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from modelyard.db.schema import api_keys, projects, role_bindings
+from modelyard.policy.rbac import Role
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: str
+    description: str
+    allowed_models: frozenset[str] | None
+    allowed_cidrs: tuple[str, ...] | None
+    content_retention_days: int | None
+    created_at: datetime
+    created_by: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> ProjectRecord:
+        models, cidrs = row["allowed_models"], row["allowed_cidrs"]
+        return cls(
+            id=row["id"],
+            description=row["description"],
+            allowed_models=frozenset(models) if models is not None else None,
+            allowed_cidrs=tuple(cidrs) if cidrs is not None else None,
+            content_retention_days=row["content_retention_days"],
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+        )
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    project_id: str
+    name: str
+    subject: str
+    role: Role
+    models: frozenset[str] | None
+    digest: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    replaced_by: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> KeyRecord:
+        return cls(
+            id=row["id"],
+            project_id=row["project_id"],
+            name=row["name"],
+            subject=row["subject"],
+            role=Role(row["role"]),
+            models=frozenset(row["models"]) if row["models"] is not None else None,
+            digest=row["digest"],
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            expires_at=row["expires_at"],
+            revoked_at=row["revoked_at"],
+            replaced_by=row["replaced_by"],
+        )
+
+    def unusable_because(self, now: datetime) -> str | None:
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "the key was revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "the key expired" if self.replaced_by is None else "the key was rotated"
+        return None
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.projects: dict[str, ProjectRecord] = {}
+        self.keys: dict[str, KeyRecord] = {}
+        # subject -> {project id -> role}
+        self.members: dict[str, dict[str, Role]] = {}
+
+    @classmethod
+    def load(cls, engine: Engine) -> Directory:
+        directory = cls()
+        with engine.connect() as connection:
+            for row in connection.execute(select(projects)).mappings():
+                directory.put_project(ProjectRecord.from_row(row))
+            for row in connection.execute(select(api_keys)).mappings():
+                directory.put_key(KeyRecord.from_row(row))
+            for row in connection.execute(select(role_bindings)).mappings():
+                directory.put_member(row["project_id"], row["subject"], Role(row["role"]))
+        return directory
+
+    def put_project(self, project: ProjectRecord) -> None:
+        self.projects[project.id] = project
+
+    def put_key(self, key: KeyRecord) -> None:
+        self.keys[key.id] = key
+
+    def put_member(self, project_id: str, subject: str, role: Role) -> None:
+        self.members.setdefault(subject, {})[project_id] = role
+
+    def drop_member(self, project_id: str, subject: str) -> None:
+        self.members.get(subject, {}).pop(project_id, None)
+
+    def member_grants(self, subject: str) -> dict[str, Role]:
+        return dict(self.members.get(subject, {}))

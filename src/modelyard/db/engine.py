@@ -1,0 +1,45 @@
+"""The SQLAlchemy engine for the configured database, migrated to the newest schema at start-up.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, so readers never wait for
+the writer; PostgreSQL is used as is. All access is synchronous and runs off the event loop.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+
+def open_database(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _tune_sqlite)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    migrate(engine)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (a no-op when it is already there)."""
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("modelyard.db").joinpath("migrations"))
+    )
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows (expired content, idempotent replies) are overwritten, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()

@@ -1,0 +1,144 @@
+"""Every table Modelyard keeps, as SQLAlchemy Core metadata; migrations create them.
+
+Times are UTC-aware everywhere: `UtcDateTime` stores naive UTC on SQLite and timestamptz on
+PostgreSQL, and always hands back an aware datetime.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        result: datetime = value
+        return result.replace(tzinfo=UTC) if result.tzinfo is None else result.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    # None: every model of the catalog; otherwise the model names this project may use.
+    Column("allowed_models", JSON, nullable=True),
+    # None: any client address; otherwise CIDRs the project's callers must come from.
+    Column("allowed_cidrs", JSON, nullable=True),
+    # None: zero retention. Otherwise prompts and completions are kept this many days.
+    Column("content_retention_days", Integer, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+role_bindings = Table(
+    "role_bindings",
+    metadata,
+    Column("project_id", String(64), ForeignKey("projects.id"), primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # The public half of the key (it is part of the key string); never secret.
+    Column("id", String(32), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    # Who the key acts for: its creator, or the member an admin minted it for.
+    Column("subject", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    # None: every model the role and project allow; otherwise a narrower allowlist.
+    Column("models", JSON, nullable=True),
+    # HMAC-SHA256 of the whole key under the server secret.
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("replaced_by", String(32), nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("project_id", String(64), nullable=True, index=True),
+    Column("object", String(300), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("client_ip", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("subject", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    # The response body, encrypted under the server secret (it may hold a new API key).
+    Column("sealed_body", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False, index=True),
+)
+
+content_log = Table(
+    "content_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("prompt", JSON, nullable=False),
+    Column("completion", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+Index("ix_content_log_expires_at", content_log.c.expires_at)

@@ -1,0 +1,1 @@
+"""May they: role-based access decisions, each with a reason."""

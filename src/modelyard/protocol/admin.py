@@ -1,0 +1,58 @@
+"""Wire models of the admin API (/admin/...). Strict: unknown fields are refused, so a request
+cannot slip in a field it may not set (a project id, a creator, a digest)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from modelyard.policy.rbac import Role
+
+ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Cidr = Annotated[str, StringConstraints(min_length=2, max_length=64)]
+Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,199}$")]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProjectCreate(_Wire):
+    id: ProjectId
+    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    allowed_models: list[ModelName] | None = None
+    allowed_cidrs: list[Cidr] | None = None
+    # None: zero retention (the default). A number opts in to keeping content that many days.
+    content_retention_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class ProjectUpdate(_Wire):
+    """Only the fields sent change; `null` clears a list or turns content logging off."""
+
+    description: Annotated[str, StringConstraints(max_length=500)] | None = None
+    allowed_models: list[ModelName] | None = None
+    allowed_cidrs: list[Cidr] | None = None
+    content_retention_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+
+class MemberPut(_Wire):
+    role: Role
+
+
+class KeyCreate(_Wire):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    role: Role = Role.DEVELOPER
+    models: list[ModelName] | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class KeyRotate(_Wire):
+    # How long the old key keeps working beside the new one.
+    grace_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 24 * 3600
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

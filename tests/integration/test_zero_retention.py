@@ -1,0 +1,298 @@
+"""Zero retention, checked the hard way: unique canaries (prompts, completions' inputs, keys,
+tokens) are planted through every surface, then searched for in every log line, error body,
+database file (WAL included) and temporary file. A project that opted in to content logging is
+the positive control: its canary must be found, which proves the search can find one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+
+from tests.support.gateway import GatewayProcess
+
+MODEL = "smollm2"
+
+
+def canary(kind: str) -> str:
+    return f"CANARY{kind}{secrets.token_hex(8)}"
+
+
+class Planted:
+    def __init__(self) -> None:
+        self.secret: list[str] = []
+        self.kept: list[str] = []
+        # Error bodies only: a success may rightly carry a new key, or a model's echo of a prompt.
+        self.bodies: list[bytes] = []
+
+    def new(self, kind: str, kept: bool = False) -> str:
+        value = canary(kind)
+        (self.kept if kept else self.secret).append(value)
+        return value
+
+
+@pytest.fixture(scope="module")
+def retention_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    root = tmp_path_factory.mktemp("retention")
+    (root / "tmp").mkdir()
+    gateway = GatewayProcess(
+        root / "data",
+        admin_key=canary("ADMINKEY"),
+        env={"MODELYARD_LOG_LEVEL": "debug", "TMPDIR": str(root / "tmp")},
+    ).start()
+    yield gateway
+    gateway.stop()
+
+
+def files_under(*roots: Path) -> list[Path]:
+    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+
+
+def hits(needles: list[str], gateway: GatewayProcess, bodies: list[bytes]) -> list[str]:
+    found = []
+    haystacks = [(str(p), p.read_bytes()) for p in files_under(gateway.data_dir, _tmp(gateway))]
+    haystacks += [(f"response body {i}", body) for i, body in enumerate(bodies)]
+    for needle in needles:
+        for name, data in haystacks:
+            if needle.encode() in data:
+                found.append(f"{needle} in {name}")
+    return found
+
+
+def _tmp(gateway: GatewayProcess) -> Path:
+    return gateway.data_dir.parent / "tmp"
+
+
+def test_no_prompt_completion_or_key_is_kept_anywhere(retention_gateway: GatewayProcess) -> None:
+    gateway = retention_gateway
+    planted = Planted()
+    assert gateway.admin_key is not None
+    planted.secret.append(gateway.admin_key)
+    admin = {"Authorization": f"Bearer {gateway.admin_key}"}
+    url = gateway.base_url
+
+    def post(
+        path: str, body: object = None, headers: dict[str, str] | None = None, **kw: object
+    ) -> httpx.Response:
+        response = httpx.post(url + path, json=body, headers=headers or admin, timeout=120, **kw)  # type: ignore[arg-type]
+        if response.status_code >= 400:
+            planted.bodies.append(response.content)
+        return response
+
+    # Keys: one minted through the API (with an Idempotency-Key, so a reply is stored sealed),
+    # one revoked, one used with a forged secret.
+    minted = post(
+        "/admin/projects/default/keys",
+        {"name": "ops"},
+        {**admin, "Idempotency-Key": canary("IDEM")},
+    )
+    assert minted.status_code == 201, minted.text
+    key = minted.json()["key"]
+    planted.secret.append(key)
+    replay = post(
+        "/admin/projects/default/keys",
+        {"name": "ops"},
+        {**admin, "Idempotency-Key": planted.new("IDEM2")},
+    )
+    planted.secret.append(replay.json()["key"])
+    revoked = post("/admin/projects/default/keys", {"name": "old"}).json()
+    planted.secret.append(revoked["key"])
+    post(f"/admin/projects/default/keys/{revoked['id']}/revoke")
+    user = {"Authorization": f"Bearer {key}"}
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    answer = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": planted.new("SYSTEM")},
+            {"role": "user", "content": planted.new("PROMPT")},
+        ],
+        max_tokens=8,
+    )
+    assert answer.choices[0].message.content is not None
+    for _ in client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": planted.new("STREAM")}],
+        max_tokens=8,
+        stream=True,
+    ):
+        pass
+    schema = {"type": "object", "properties": {planted.new("FIELD"): {"type": "string"}}}
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": planted.new("JSONPROMPT")}],
+        max_tokens=16,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    )
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string", "description": planted.new("TOOLDESC")}},
+            },
+        },
+    }
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": planted.new("TOOLPROMPT")}],
+        tools=[tool],
+        tool_choice="required",
+        max_tokens=32,  # type: ignore[list-item]
+    )
+    post("/v1/embeddings", {"model": "minilm", "input": [planted.new("EMBED")]}, user)
+
+    # Bad requests carrying content: wrong types, too long, unsupported values, broken JSON.
+    post(
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [{"role": planted.new("ROLE"), "content": planted.new("BADROLE")}],
+        },
+        user,
+    )
+    post(
+        "/v1/chat/completions",
+        {"model": MODEL, "messages": [{"role": "user", "content": planted.new("LONG") * 3000}]},
+        user,
+    )
+    post(
+        "/v1/chat/completions",
+        {
+            "model": "no-such-model",
+            "messages": [{"role": "user", "content": planted.new("NOMODEL")}],
+        },
+        user,
+    )
+    post(
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "temperature": planted.new("TEMP"),
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        user,
+    )
+    broken = (
+        b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
+        + planted.new("BROKEN").encode()
+    )
+    planted.bodies.append(
+        httpx.post(f"{url}/v1/chat/completions", content=broken, headers=user).content
+    )
+    post(
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": planted.new("SCHEMA")}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "object", "patternProperties": {planted.new("PATTERN"): {}}},
+                },
+            },
+        },
+        user,
+    )
+
+    # Credentials that fail: unknown admin-shaped key, forged project key, revoked key, a JWT.
+    for credential in (
+        "myd-admin-" + planted.new("ADMINGUESS"),
+        key[:-8] + secrets.token_urlsafe(6)[:8],
+        revoked["key"],
+        "eyJhbGciOiJSUzI1NiJ9." + planted.new("JWTBODY") + ".sig",
+    ):
+        planted.secret.append(credential)
+        post(
+            "/v1/chat/completions",
+            {"model": MODEL, "messages": []},
+            {"Authorization": f"Bearer {credential}"},
+        )
+
+    # The positive control: a project that opted in keeps its content.
+    post("/admin/projects", {"id": "kept", "content_retention_days": 1})
+    kept_key = post("/admin/projects/kept/keys", {"name": "k"}).json()["key"]
+    planted.secret.append(kept_key)
+    kept_prompt = planted.new("KEPTPROMPT", kept=True)
+    kept = openai.OpenAI(base_url=f"{url}/v1", api_key=kept_key, max_retries=0)
+    kept.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": kept_prompt}], max_tokens=4
+    )
+
+    wait_for(lambda: not missing(planted.kept, gateway), "the opted-in content was never written")
+    log_before_stop = gateway.log()
+    # While running: the WAL still holds recent pages.
+    assert hits(planted.secret, gateway, planted.bodies) == []
+    gateway.stop()
+    assert hits(planted.secret, gateway, planted.bodies) == []
+    assert all(secret not in log_before_stop for secret in planted.secret)
+    assert missing(planted.kept, gateway) == []
+
+
+def missing(needles: list[str], gateway: GatewayProcess) -> list[str]:
+    data = b"".join(
+        p.read_bytes() for p in files_under(gateway.data_dir) if "modelyard.db" in p.name
+    )
+    return [n for n in needles if n.encode() not in data]
+
+
+def wait_for(condition: object, message: str, timeout: float = 15.0) -> None:
+    import time
+
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.1)
+
+
+def test_expired_content_is_deleted_and_gone_from_the_database_file(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path / "data").start()
+    headers = {"Authorization": f"Bearer {gateway.admin_key}"}
+    prompt = canary("EXPIRES")
+    try:
+        created = httpx.post(
+            f"{gateway.base_url}/admin/projects",
+            json={"id": "short", "content_retention_days": 1},
+            headers=headers,
+        )
+        assert created.status_code == 201
+        key = httpx.post(
+            f"{gateway.base_url}/admin/projects/short/keys", json={"name": "k"}, headers=headers
+        ).json()["key"]
+        client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key=key, max_retries=0)
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=4
+        )
+        wait_for(lambda: not missing([prompt], gateway), "content was never written")
+    finally:
+        gateway.stop()
+    engine = sa.create_engine(f"sqlite:///{gateway.data_dir / 'modelyard.db'}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE content_log SET expires_at = :t"),
+            {"t": datetime.now(UTC) - timedelta(seconds=1)},
+        )
+    engine.dispose()
+    gateway.start()  # purges expired content at start
+    try:
+        wait_for(
+            lambda: missing([prompt], gateway) == [prompt],
+            "expired content is still in the database files",
+        )
+        audit = httpx.get(f"{gateway.base_url}/admin/audit?project=short", headers=headers).json()[
+            "data"
+        ]
+        assert any("content logging ON, kept 1 days" in event["reason"] for event in audit)
+    finally:
+        gateway.stop()
+    assert os.path.exists(gateway.data_dir / "modelyard.db")
