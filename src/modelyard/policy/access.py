@@ -45,8 +45,12 @@ class AccessPolicy:
             return Decision(False, action, resource, "you hold no role on this project")
         if not role_allows(role, action):
             return Decision(False, action, resource, f"the role '{role}' does not grant '{action}'")
-        if project.allowed_cidrs is not None and not _networks(project.allowed_cidrs).allows(
-            principal.client_ip
+        # The project's networks bind its own members and keys; owners administer every
+        # project from wherever they are.
+        if (
+            project.allowed_cidrs is not None
+            and not principal.is_owner()
+            and not _networks(project.allowed_cidrs).allows(principal.client_ip)
         ):
             return Decision(
                 False,

@@ -279,6 +279,6 @@ def admin_routes() -> list[Route]:
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
     async def endpoint(request: Request) -> Response:
         # Starlette answers HEAD on GET routes; it gets the GET handler.
-        return await handlers.get(request.method, handlers["GET"])(request)
+        return await (handlers.get(request.method) or handlers["GET"])(request)
 
     return endpoint
