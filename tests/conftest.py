@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.gateway import GatewayProcess
 
-pytest_plugins = ["tests.remote.fixtures"]
+pytest_plugins = ["tests.remote.fixtures", "tests.support.service_fixtures"]
 
 
 @pytest.fixture(scope="session")

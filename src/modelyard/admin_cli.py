@@ -64,6 +64,32 @@ def add_admin_commands(commands: Any) -> None:
         if verb == "rotate":
             sub.add_argument("--grace-seconds", type=int, default=24 * 3600)
 
+    usage = commands.add_parser("usage", help="usage and cost report")
+    _connection_options(usage)
+    usage.add_argument(
+        "--group-by", default="day,project_id", help="of day,project_id,key_id,model,deployment"
+    )
+    usage.add_argument("--since", help="first day (default: 30 days ago)")
+    usage.add_argument("--until", help="last day (default: today)")
+    usage.add_argument("--project")
+    usage.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    usage.set_defaults(action="report")
+
+    limits = commands.add_parser("limits", help="budgets and rate limits of a project or key")
+    _connection_options(limits)
+    lim = limits.add_subparsers(dest="action", required=True)
+    show_limits = lim.add_parser("show")
+    show_limits.add_argument("project")
+    show_limits.add_argument("--key-id")
+    set_limits = lim.add_parser("set", help="replace the limits (anything not given: unlimited)")
+    set_limits.add_argument("project")
+    set_limits.add_argument("--key-id")
+    for period in ("day", "month", "total"):
+        set_limits.add_argument(f"--{period}-usd", help=f"{period} budget in US dollars")
+    set_limits.add_argument("--rpm", type=int, help="requests per minute")
+    set_limits.add_argument("--tpm", type=int, help="tokens per minute")
+    set_limits.add_argument("--max-concurrent", type=int)
+
     audit = commands.add_parser("audit", help="read or verify the audit log")
     a = audit.add_subparsers(dest="action", required=True)
     verify = a.add_parser("verify", help="check the hash chain in the database")
@@ -100,13 +126,28 @@ def run_admin_command(args: argparse.Namespace) -> int:
             f"modelyard: cannot reach the gateway at {url}: {type(exc).__name__}", file=sys.stderr
         )
         return 1
+    if response.headers.get("content-type", "").startswith("text/csv"):
+        print(response.text, end="")
+        return 0
     payload = response.json()
     if response.status_code >= 400:
         error = payload.get("error", {})
         print(f"modelyard: {response.status_code} {error.get('message')}", file=sys.stderr)
         return 1
+    if args.command == "usage":
+        print(usage_table(payload["group_by"], payload["data"]))
+        return 0
     print(json.dumps(payload, indent=2))
     return 0
+
+
+def usage_table(group_by: list[str], rows: list[dict[str, Any]]) -> str:
+    columns = [*group_by, "requests", "prompt_tokens", "completion_tokens", "cost_usd", "errors"]
+    cells = [columns] + [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells
+    )
 
 
 def _request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
@@ -148,6 +189,34 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | N
         if action == "revoke":
             return "POST", f"{keys}/{args.key_id}/revoke", None
         return "POST", f"{keys}/{args.key_id}/rotate", {"grace_seconds": args.grace_seconds}
+    if args.command == "usage":
+        params = {"group_by": args.group_by, "since": args.since, "until": args.until}
+        params |= {"project": args.project, "format": "csv" if args.csv else None}
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v)
+        return "GET", f"/admin/usage?{query}", None
+    if args.command == "limits":
+        path = f"/admin/projects/{args.project}"
+        path += f"/keys/{args.key_id}/limits" if args.key_id else "/limits"
+        if action == "show":
+            return "GET", path, None
+        budgets = {
+            period: value
+            for period, value in (
+                ("day", args.day_usd),
+                ("month", args.month_usd),
+                ("total", args.total_usd),
+            )
+            if value is not None
+        }
+        limits_body: dict[str, Any] = {"budgets_usd": budgets}
+        for field, value in (
+            ("requests_per_minute", args.rpm),
+            ("tokens_per_minute", args.tpm),
+            ("max_concurrent", args.max_concurrent),
+        ):
+            if value is not None:
+                limits_body[field] = value
+        return "PUT", path, limits_body
     query = f"?after_seq={args.after_seq}&limit={args.limit}"
     if args.project:
         query += f"&project={args.project}"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,16 +39,27 @@ from modelyard.auth.tokens import TokenVerifier
 from modelyard.catalog.loader import load_catalog
 from modelyard.db.engine import open_database
 from modelyard.errors import ModelyardError
+from modelyard.ledger.reconcile import rebuild_memory_counters, settle_abandoned
+from modelyard.ledger.store import LedgerStore
+from modelyard.ledger.writer import LedgerWriter
+from modelyard.limits.memory_store import MemoryCounterStore
+from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import build_registry
 from modelyard.serving.admin import AdminService, ensure_default_project
+from modelyard.serving.admission import AdmissionControl
 from modelyard.serving.chat import ChatService
 from modelyard.serving.content_log import ContentLog
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
 from modelyard.state import AppState
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 60.0
+ABANDONED_AFTER = timedelta(minutes=15)
 
 
 def build_state(settings: Settings, admin_digest: str | None = None) -> AppState:
@@ -70,6 +83,11 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     providers = build_registry(catalog, settings)
     meter = UsageMeter()
     content_log = ContentLog(database)
+    counters = open_counter_store(settings)
+    ledger = LedgerStore(database)
+    admission = AdmissionControl(directory, counters, settings.replica(), settings.accounting)
+    writer = LedgerWriter(ledger, admission.settle_written, capacity=settings.ledger_queue_capacity)
+    admission.attach_writer(writer)
     return AppState(
         settings=settings,
         catalog=catalog,
@@ -78,18 +96,53 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         directory=directory,
         authenticator=Authenticator(admin_digest, directory, derive(secret, "api-keys"), tokens),
         access=access,
-        chat=ChatService(catalog, providers, settings.max_choices, meter, access, content_log),
-        models=ModelsService(catalog, providers, access),
-        embeddings=EmbeddingsService(catalog, providers, access),
-        admin=AdminService(
-            database, directory, access, audit_log, catalog, derive(secret, "api-keys")
+        chat=ChatService(
+            catalog, providers, settings.max_choices, meter, access, content_log, admission
         ),
+        models=ModelsService(catalog, providers, access),
+        embeddings=EmbeddingsService(catalog, providers, access, admission),
+        admin=AdminService(
+            database, directory, access, audit_log, catalog, derive(secret, "api-keys"), ledger
+        ),
+        counters=counters,
+        ledger=ledger,
+        ledger_writer=writer,
         idempotency=IdempotencyStore(database, derive(secret, "idempotency")),
         audit_log=audit_log,
         audit_writer=AuditWriter(audit_log),
         content_log=content_log,
         usage_meter=meter,
     )
+
+
+def open_counter_store(settings: Settings) -> CounterStore:
+    if settings.redis_url is None:
+        return MemoryCounterStore()
+    from modelyard.limits.redis_store import RedisCounterStore
+
+    return RedisCounterStore(settings.redis_url.get_secret_value())
+
+
+async def reconcile_at_start(state: AppState) -> None:
+    """In-process counters start from the ledger; shared ones get what this replica left open
+    before it stopped settled."""
+    owner = state.settings.replica()
+    if isinstance(state.counters, MemoryCounterStore):
+        await rebuild_memory_counters(state.counters, state.database, owner)
+    else:
+        await settle_abandoned(state.counters, state.ledger, owner=owner)
+
+
+async def sweep_abandoned(state: AppState) -> None:
+    """Reservations nobody settled for a long time belong to replicas that never came back."""
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            await settle_abandoned(
+                state.counters, state.ledger, owner=None, older_than=ABANDONED_AFTER
+            )
+        except Exception as exc:  # the store or database is away; next sweep tries again
+            log.warning("reconciliation sweep failed: %s", type(exc).__name__)
 
 
 def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette:
@@ -101,11 +154,17 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for provider in state.providers.all():
             await provider.start()
+        state.ledger_writer.start()
+        await reconcile_at_start(state)
+        sweeper = asyncio.get_running_loop().create_task(sweep_abandoned(state))
         try:
             yield
         finally:
+            sweeper.cancel()
             for provider in state.providers.all():
                 await provider.stop()
+            await state.ledger_writer.close()
+            await state.counters.aclose()
             await asyncio.to_thread(state.close)
 
     routes = [

@@ -22,7 +22,8 @@ stops `modelyard serve` before it binds, with a message for the operator.
     ├── Conflict (409)                    code=conflict
     ├── IdempotencyKeyReused (422)        code=idempotency_key_reused
     ├── BodyTooLarge (413)                code=request_too_large
-    ├── RateLimited (429)                 code=rate_limited (Retry-After)
+    ├── RateLimited (429)                 code=rate_limited (Retry-After, x-ratelimit-*)
+    │   └── InsufficientQuota             code=insufficient_quota (budget; remaining amount)
     ├── UpstreamRejected (400)            code=upstream_rejected_request
     ├── UpstreamFailed (502)              code=upstream_error
     │   ├── UpstreamStreamBroken          code=upstream_stream_broken
@@ -57,9 +58,12 @@ class ModelyardError(Exception):
         *,
         param: str | None = None,
         retry_after_s: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        # Extra response headers (the x-ratelimit-* family on a 429).
+        self.headers = headers or {}
         self.param = param
         self.retry_after_s = retry_after_s
 
@@ -148,6 +152,15 @@ class RateLimited(ModelyardError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limited"
+
+
+class InsufficientQuota(RateLimited):
+    """A budget would be exceeded; the message says which and what remains. Not retryable
+    until the budget's window turns over or it is raised."""
+
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+    retryable = False
     retryable = True
 
 

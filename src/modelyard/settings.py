@@ -7,6 +7,7 @@ read once and never change while the process runs.
 
 from __future__ import annotations
 
+import socket
 from importlib import resources
 from pathlib import Path
 
@@ -51,11 +52,25 @@ class Settings(BaseSettings):
     # TLS: serve HTTPS from these PEM files (both or neither).
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    # Redis for budget and rate-limit counters shared by replicas; None: in-process counters
+    # (one machine). Counters fail closed: Redis unreachable means requests get 503.
+    redis_url: SecretStr | None = None
+    # This replica's stable name, so that after a crash it settles what it left open; by default
+    # host and port, which survive a restart.
+    replica_id: str | None = None
+    # False turns off the usage ledger, budgets and rate limits: for measuring their cost in
+    # benchmarks only. Nothing is billed or limited while it is off.
+    accounting: bool = True
+    # Usage records waiting for the database; when all are taken, new requests get 503.
+    ledger_queue_capacity: int = Field(default=10_000, ge=1)
     # Proxies (CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored.
     trusted_proxies: tuple[str, ...] = ()
 
     def catalog_path(self) -> Path:
         return self.catalog if self.catalog is not None else packaged_catalog_path()
+
+    def replica(self) -> str:
+        return self.replica_id or f"{socket.gethostname()}:{self.port}"
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'modelyard.db'}"

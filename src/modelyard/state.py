@@ -12,6 +12,9 @@ from modelyard.audit.log import AuditLog, AuditWriter
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
 from modelyard.catalog.catalog import Catalog
+from modelyard.ledger.store import LedgerStore
+from modelyard.ledger.writer import LedgerWriter
+from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import ProviderRegistry
@@ -42,6 +45,9 @@ class AppState:
     audit_writer: AuditWriter
     content_log: ContentLog
     usage_meter: UsageMeter
+    counters: CounterStore
+    ledger: LedgerStore
+    ledger_writer: LedgerWriter
 
     def close(self) -> None:
         self.audit_writer.close(10.0)

@@ -13,6 +13,7 @@ from starlette.types import Receive
 
 from modelyard.api.sse import EventStreamResponse
 from modelyard.auth.principal import Principal
+from modelyard.ledger.cost import COST_HEADER, dollars
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.serving.chat_run import ChatRun
 from modelyard.state import app_state, request_id
@@ -37,6 +38,7 @@ async def respond_chat(
     completion = await complete_unless_disconnected(run, request.receive)
     if completion is None:
         return Response(status_code=499)
+    headers[COST_HEADER] = dollars(run.admission.cost_so_far())
     return Response(orjson.dumps(completion), media_type="application/json", headers=headers)
 
 
@@ -44,6 +46,7 @@ def route_headers(run: ChatRun) -> dict[str, str]:
     return {
         "x-modelyard-deployment": run.deployment.id,
         "x-modelyard-route-reason": run.route_reason,
+        **run.admission.headers,
     }
 
 

@@ -45,7 +45,7 @@ def error_body(error: ModelyardError) -> bytes:
 
 
 def error_response(error: ModelyardError) -> Response:
-    headers = {}
+    headers = dict(error.headers)
     if error.status in (429, 503):
         retry_after = min(error.retry_after_s or 1, MAX_RETRY_AFTER_S)
         headers["retry-after"] = str(retry_after)

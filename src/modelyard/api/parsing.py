@@ -64,10 +64,19 @@ def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> Unsuppor
     )
 
 
-def _describe(exc: ValidationError, body: bytes) -> MalformedJson | InvalidParameter:
+def _describe(
+    exc: ValidationError, body: bytes
+) -> MalformedJson | InvalidParameter | UnsupportedParameter:
     errors = exc.errors(include_url=False, include_input=False)
     if errors and errors[0]["type"] == "json_invalid":
         return MalformedJson(_NOT_JSON)
+    extra = sorted(
+        str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
+    )
+    if extra:
+        # Top-level unknown fields of models that forbid extras (the admin API) are named as
+        # they are for models that allow extras and refuse them here.
+        return _unexpected(dict.fromkeys(extra), frozenset())
     raw = orjson.loads(body)
     if not isinstance(raw, dict):
         return MalformedJson("The request body must be a JSON object.")

@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from modelyard.db.schema import api_keys, projects, role_bindings
+from modelyard.db.schema import api_keys, projects, role_bindings, spending_limits
 from modelyard.policy.rbac import Role
+from modelyard.policy.spending import NO_LIMITS, SpendingLimits
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class Directory:
         self.keys: dict[str, KeyRecord] = {}
         # subject -> {project id -> role}
         self.members: dict[str, dict[str, Role]] = {}
+        # ("project" | "key", id) -> budgets and rate limits
+        self.limits: dict[tuple[str, str], SpendingLimits] = {}
 
     @classmethod
     def load(cls, engine: Engine) -> Directory:
@@ -99,6 +102,9 @@ class Directory:
                 directory.put_key(KeyRecord.from_row(row))
             for row in connection.execute(select(role_bindings)).mappings():
                 directory.put_member(row["project_id"], row["subject"], Role(row["role"]))
+            for row in connection.execute(select(spending_limits)).mappings():
+                limits = SpendingLimits.from_row(row["budgets"], row["rate_limits"])
+                directory.limits[(row["scope"], row["scope_id"])] = limits
         return directory
 
     def put_project(self, project: ProjectRecord) -> None:
@@ -112,6 +118,9 @@ class Directory:
 
     def drop_member(self, project_id: str, subject: str) -> None:
         self.members.get(subject, {}).pop(project_id, None)
+
+    def limits_of(self, scope: str, scope_id: str) -> SpendingLimits:
+        return self.limits.get((scope, scope_id), NO_LIMITS)
 
     def member_grants(self, subject: str) -> dict[str, Role]:
         return dict(self.members.get(subject, {}))

@@ -28,6 +28,15 @@ class Price:
 
     input_per_1m_micros: int
     output_per_1m_micros: int
+    cached_input_per_1m_micros: int = 0
+
+
+@dataclass(frozen=True)
+class DeploymentLimits:
+    """What one deployment may take across every caller (None: unlimited)."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,3 +102,4 @@ class Deployment:
     weights: WeightsSource | None = None
     upstream: Upstream | None = None
     options: Mapping[str, int | str | bool] = field(default_factory=dict)
+    limits: DeploymentLimits = DeploymentLimits()

@@ -18,6 +18,7 @@ from modelyard.catalog.cards import (
     Capability,
     DataPolicy,
     Deployment,
+    DeploymentLimits,
     ModelCard,
     Price,
     Upstream,
@@ -42,6 +43,13 @@ class _Strict(BaseModel):
 class _PriceEntry(_Strict):
     input_per_1m: Annotated[Decimal, Field(ge=0)]
     output_per_1m: Annotated[Decimal, Field(ge=0)]
+    # Prompt tokens the upstream served from its cache; defaults to the input price.
+    cached_input_per_1m: Annotated[Decimal, Field(ge=0)] | None = None
+
+
+class _LimitsEntry(_Strict):
+    requests_per_minute: Annotated[int, Field(ge=1)] | None = None
+    tokens_per_minute: Annotated[int, Field(ge=1)] | None = None
 
 
 class _DataPolicyEntry(_Strict):
@@ -118,6 +126,7 @@ class _DeploymentEntry(_Strict):
     provider: Literal["llamacpp", "sentence_transformers", "openai_compat", "azure"]
     region: str
     price: _PriceEntry
+    limits: _LimitsEntry = _LimitsEntry()
     data_policy: _DataPolicyEntry
     weights: _WeightsEntry | None = None
     upstream: _UpstreamEntry | None = None
@@ -206,6 +215,15 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                 price=Price(
                     input_per_1m_micros=_to_micros(dep.price.input_per_1m),
                     output_per_1m_micros=_to_micros(dep.price.output_per_1m),
+                    cached_input_per_1m_micros=_to_micros(
+                        dep.price.cached_input_per_1m
+                        if dep.price.cached_input_per_1m is not None
+                        else dep.price.input_per_1m
+                    ),
+                ),
+                limits=DeploymentLimits(
+                    requests_per_minute=dep.limits.requests_per_minute,
+                    tokens_per_minute=dep.limits.tokens_per_minute,
                 ),
                 data_policy=DataPolicy(
                     retention_days=dep.data_policy.retention_days,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -142,3 +143,71 @@ content_log = Table(
     Column("expires_at", UtcDateTime, nullable=False),
 )
 Index("ix_content_log_expires_at", content_log.c.expires_at)
+
+# One row, id 1: bumped by every configuration change, so replicas know when to reload theirs.
+config_version = Table(
+    "config_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+# -- cost management -----------------------------------------------------------------------
+
+# Money limits and rate limits set on a project or a key by the admin API. `budgets` maps a
+# period ("day", "month", "total") to a limit in micro-dollars; `rate_limits` holds
+# requests_per_minute, tokens_per_minute and max_concurrent.
+spending_limits = Table(
+    "spending_limits",
+    metadata,
+    Column("scope", String(16), primary_key=True),  # "project" or "key"
+    Column("scope_id", String(64), primary_key=True),
+    Column("budgets", JSON, nullable=False),
+    Column("rate_limits", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)
+
+# One record per request that reached a model, keyed by Modelyard's own request id.
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("project_id", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("deployment", String(200), nullable=False),
+    Column("route_reason", Text, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("cached_prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("reserved_micros", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    # completed | failed | client_disconnected | interrupted (the replica died mid-request)
+    Column("outcome", String(32), nullable=False),
+    Column("client_disconnected", Boolean(), nullable=False),
+    Column("usage_estimated", Boolean(), nullable=False),
+)
+Index("ix_usage_records_project_created", usage_records.c.project_id, usage_records.c.created_at)
+Index("ix_usage_records_key_created", usage_records.c.key_id, usage_records.c.created_at)
+Index("ix_usage_records_created", usage_records.c.created_at)
+
+# Daily rollup kept in the same transaction as the records, so reports never scan records.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("project_id", String(64), primary_key=True),
+    Column("key_id", String(32), primary_key=True),  # "" for tokens and the admin key
+    Column("model", String(200), primary_key=True),
+    Column("deployment", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+)

@@ -54,5 +54,26 @@ class KeyRotate(_Wire):
     grace_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = 24 * 3600
 
 
+Usd = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(\.[0-9]{1,6})?$")]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class BudgetsUsd(_Wire):
+    """Limits in US dollars as decimal strings ("12.50"): exact, never floats."""
+
+    day: Usd | None = None
+    month: Usd | None = None
+    total: Usd | None = None
+
+
+class LimitsPut(_Wire):
+    """The whole set of limits of a project or key; anything left out is unlimited."""
+
+    budgets_usd: BudgetsUsd = BudgetsUsd()
+    requests_per_minute: Positive | None = None
+    tokens_per_minute: Positive | None = None
+    max_concurrent: Positive | None = None
+
+
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None

@@ -26,6 +26,8 @@ class Usage:
     completion_tokens: int
     # True when an upstream reported no usage and the gateway counted it itself.
     estimated: bool = False
+    # Of the prompt tokens, how many the upstream served from its prompt cache.
+    cached_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

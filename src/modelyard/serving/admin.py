@@ -24,13 +24,17 @@ from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
 from modelyard.auth.keys import compose_project_key, keyed_digest, new_key_id
 from modelyard.auth.principal import DEFAULT_PROJECT, Principal
 from modelyard.catalog.catalog import Catalog
-from modelyard.db.schema import api_keys, projects, role_bindings
+from modelyard.db.schema import api_keys, projects, role_bindings, spending_limits
 from modelyard.errors import Conflict, InvalidParameter, ModelNotFound, NotFound
+from modelyard.ledger.cost import dollars
+from modelyard.ledger.store import LedgerStore
 from modelyard.policy.access import AccessDenied, AccessPolicy
 from modelyard.policy.rbac import Action, Decision, Role, role_allows, role_within
+from modelyard.policy.spending import Period, SpendingLimits
 from modelyard.protocol.admin import (
     KeyCreate,
     KeyRotate,
+    LimitsPut,
     MemberPut,
     ProjectCreate,
     ProjectUpdate,
@@ -49,8 +53,10 @@ class AdminService:
         audit: AuditLog,
         catalog: Catalog,
         key_secret: bytes,
+        ledger: LedgerStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._ledger = ledger
         self._engine = engine
         self._directory = directory
         self._policy = policy
@@ -291,6 +297,25 @@ class AdminService:
         self, principal: Principal, project_id: str, key_id: str, body: KeyRotate
     ) -> JsonObject:
         old = self._managed_key(principal, project_id, key_id)
+        # A replacement is a new grant: the caller must be able to mint this very key.
+        action = (
+            Action.KEYS_MANAGE
+            if self._may(principal, project_id, Action.KEYS_MANAGE)
+            else Action.KEYS_MANAGE_OWN
+        )
+        self._check_grantable(principal, project_id, old.role, action)
+        self._grantable_models(principal, project_id, sorted(old.models) if old.models else None)
+        if old.models is None and principal.models is not None:
+            self._deny(
+                principal,
+                action,
+                f"key '{key_id}'",
+                "the key may use every model and yours may not; you cannot grant it",
+            )
+        if principal.expires_at is not None and (
+            old.expires_at is None or old.expires_at > principal.expires_at
+        ):
+            self._deny(principal, action, f"key '{key_id}'", "the key would outlive your own")
         now = self._clock()
         if old.unusable_because(now) is not None:
             raise Conflict(
@@ -326,6 +351,103 @@ class AdminService:
         self._directory.put_key(new)
         self._directory.put_key(retired)
         return {**_key_json(new), "key": key, "replaces": _key_json(retired)}
+
+    # -- spending limits --------------------------------------------------------------------
+
+    def get_limits(self, principal: Principal, project_id: str, key_id: str | None) -> JsonObject:
+        if key_id is None:
+            self._policy.require(principal, Action.PROJECTS_READ, project_id)
+            return _limits_json(
+                "project", project_id, self._directory.limits_of("project", project_id)
+            )
+        self._visible_key(principal, project_id, key_id)
+        return _limits_json("key", key_id, self._directory.limits_of("key", key_id))
+
+    def set_limits(
+        self, principal: Principal, project_id: str, key_id: str | None, body: LimitsPut
+    ) -> JsonObject:
+        """Project limits are the owners' cost control; key limits are set by who manages keys."""
+        if key_id is None:
+            self._policy.project_for(principal, project_id)
+            self._policy.require_owner(
+                principal, Action.PROJECTS_MANAGE, f"the limits of project '{project_id}'"
+            )
+            scope, scope_id = "project", project_id
+        else:
+            self._policy.require(principal, Action.KEYS_MANAGE, project_id)
+            record = self._visible_key(principal, project_id, key_id)
+            scope, scope_id = "key", record.id
+        limits = SpendingLimits(
+            budgets={
+                Period(name): usd_to_micros(value)
+                for name, value in body.budgets_usd.model_dump().items()
+                if value is not None
+            },
+            requests_per_minute=body.requests_per_minute,
+            tokens_per_minute=body.tokens_per_minute,
+            max_concurrent=body.max_concurrent,
+        )
+        row = {
+            "scope": scope,
+            "scope_id": scope_id,
+            "budgets": {str(p): v for p, v in limits.budgets.items()},
+            "rate_limits": limits.rate_limits_json(),
+            "updated_at": self._clock(),
+            "updated_by": principal.subject,
+        }
+        with self._engine.begin() as connection:
+            connection.execute(
+                delete(spending_limits).where(
+                    spending_limits.c.scope == scope, spending_limits.c.scope_id == scope_id
+                )
+            )
+            connection.execute(insert(spending_limits).values(**row))
+            described = _limits_json(scope, scope_id, limits)
+            self._record(
+                connection,
+                principal,
+                "limits.set",
+                f"{scope}:{scope_id}",
+                project_id,
+                f"budgets {described['budgets_usd']}, rate limits {limits.rate_limits_json()}",
+            )
+        self._directory.limits[(scope, scope_id)] = limits
+        return described
+
+    # -- usage ------------------------------------------------------------------------------
+
+    def usage_report(
+        self,
+        principal: Principal,
+        group_by: list[str],
+        since: str,
+        until: str,
+        project_id: str | None,
+    ) -> JsonObject:
+        """Totals from the daily rollup; without a project, every project the caller may read."""
+        if project_id is not None:
+            self._policy.require(principal, Action.USAGE_READ, project_id)
+            scope: list[str] | None = [project_id]
+        elif principal.is_owner():
+            scope = None
+        else:
+            scope = [
+                p
+                for p in self._directory.projects
+                if self._policy.decide(
+                    principal, Action.USAGE_READ, self._directory.projects[p]
+                ).allowed
+            ]
+        rows = self._ledger.daily(group_by, since, until, scope)
+        for row in rows:
+            row["cost_usd"] = dollars(row["cost_micros"])
+        return {
+            "object": "usage_report",
+            "group_by": group_by,
+            "since": since,
+            "until": until,
+            "data": rows,
+        }
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -461,7 +583,10 @@ class AdminService:
             id=key_id,
             project_id=project_id,
             name=name,
-            subject=subject or principal.subject,
+            # The bootstrap key acts for nobody in particular: what it mints stands for itself,
+            # so one minted key never counts as another's "own".
+            subject=subject
+            or (f"key:{key_id}" if principal.kind == "admin" else principal.subject),
             role=role,
             models=frozenset(models) if models is not None else None,
             digest=keyed_digest(self._key_secret, key),
@@ -496,6 +621,21 @@ class AdminService:
     @staticmethod
     def _deny(principal: Principal, action: Action, resource: str, reason: str) -> None:
         raise AccessDenied(Decision(False, action, resource, reason), principal.subject)
+
+
+def usd_to_micros(value: str) -> int:
+    whole, _, fraction = value.partition(".")
+    return int(whole) * 1_000_000 + int((fraction + "000000")[:6])
+
+
+def _limits_json(scope: str, scope_id: str, limits: SpendingLimits) -> JsonObject:
+    return {
+        "object": "limits",
+        "scope": scope,
+        "id": scope_id,
+        "budgets_usd": {str(p): dollars(v) for p, v in sorted(limits.budgets.items())},
+        **limits.rate_limits_json(),
+    }
 
 
 def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:

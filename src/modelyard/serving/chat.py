@@ -20,12 +20,14 @@ from modelyard.errors import (
     InvalidParameter,
     InvalidRequest,
     ModelNotFound,
+    ModelyardError,
 )
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat import ChatCompletionRequest, ImagePart, UserMessage
 from modelyard.protocol.chat_response import JsonObject
 from modelyard.providers.registry import ProviderRegistry
+from modelyard.serving.admission import AdmissionControl, chat_prompt_bound
 from modelyard.serving.chat_run import ChatRun
 from modelyard.serving.content_log import ContentLog, ContentRecord
 from modelyard.structured.contract import OutputContract, contract_for
@@ -40,7 +42,9 @@ class ChatService:
         meter: UsageMeter,
         access: AccessPolicy,
         content_log: ContentLog,
+        admission: AdmissionControl,
     ) -> None:
+        self._admission = admission
         self._catalog = catalog
         self._providers = providers
         self._max_choices = max_choices
@@ -69,17 +73,37 @@ class ChatService:
         provider = self._providers.for_deployment(deployment)
         _check_contract_capabilities(contract, card, provider.enforced_capabilities())
         reopen = partial(provider.open_chat, request, card, deployment, contract)
+        max_output = request.requested_max_tokens() or card.max_output_tokens
+        admission = await self._admission.admit(
+            principal,
+            project.id,
+            card.id,
+            deployment,
+            request_id,
+            chat_prompt_bound(request),
+            max_output * request.choice_count(),
+        )
+        admission.route_reason = "the only deployment of this model"
+        try:
+            stream = await reopen()
+        except ModelyardError as error:
+            admission.over(error.status)
+            raise
+        except BaseException:
+            admission.over(500)
+            raise
         return ChatRun(
             completion_id=f"chatcmpl-{request_id}",
             created=int(time.time()),
             card=card,
             deployment=deployment,
-            route_reason="the only deployment of this model",
+            route_reason=admission.route_reason,
             request=request,
             contract=contract,
-            stream=await reopen(),
+            stream=stream,
             reopen=reopen,
             meter=self._meter,
+            admission=admission,
             keep_content=self._content_keeper(project, request, request_id, card.id),
         )
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from modelyard.catalog.cards import Deployment, ModelCard
-from modelyard.errors import InvalidModelOutput, NotReady
+from modelyard.errors import InvalidModelOutput, ModelyardError, NotReady
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.protocol import chat_response
 from modelyard.protocol.chat import ChatCompletionRequest
@@ -29,6 +29,7 @@ from modelyard.providers.base import (
     ToolCallDelta,
     Usage,
 )
+from modelyard.serving.admission import Admission
 from modelyard.structured.contract import OutputContract
 from modelyard.structured.validation import validate_content, validate_tool_call
 
@@ -48,6 +49,8 @@ class ChatRun:
     # Opens a fresh generation of the same request, for the repair attempt.
     reopen: Callable[[], Awaitable[ChatStream]] = field(repr=False)
     meter: UsageMeter = field(repr=False)
+    # Budgets, limits and the usage record of this request.
+    admission: Admission = field(repr=False)
     # Set when the client went away before the answer was complete.
     client_left: bool = False
     # Receives the finished outputs, only for projects that opted in to content logging.
@@ -61,7 +64,9 @@ class ChatRun:
 
         def record(usage: Usage) -> None:
             self.meter.record(self.deployment.id, self.card.id, usage, self.client_left)
+            self.admission.usage_reported(usage)
 
+        self.admission.generation_opened()
         stream.on_usage(record)
 
     def abandon(self) -> None:
@@ -71,6 +76,18 @@ class ChatRun:
 
     async def complete(self) -> JsonObject:
         """Wait for the whole generation and shape it as one chat.completion."""
+        status = 499
+        try:
+            completion = await self._complete()
+            status = 200
+            return completion
+        except ModelyardError as error:
+            status = error.status
+            raise
+        finally:
+            self.admission.over(status, self.client_left)
+
+    async def _complete(self) -> JsonObject:
         for attempt in range(REPAIR_ATTEMPTS + 1):
             choices, usage = await self._collect()
             try:
@@ -138,6 +155,7 @@ class ChatRun:
             return delta
 
         finished = False
+        status = 499
         events = aiter(self.stream)
         try:
             async for event in events:
@@ -165,6 +183,7 @@ class ChatRun:
                         yield chat_response.chunk(*ids, event.choice, {}, event.finish_reason)
                 elif isinstance(event, Finished):
                     finished = True
+                    status = 200
                     self._keep(
                         [
                             ("".join(texts.get(i, [])), tuple(called.get(i, [])))
@@ -176,11 +195,15 @@ class ChatRun:
                     return
                 elif isinstance(event, Failed):
                     raise event.error
+        except ModelyardError as error:
+            status = error.status
+            raise
         finally:
-            if not finished:
+            if not finished and status == 499:
                 self.client_left = True
             self.stream.cancel()
             await _aclose(events)
+            self.admission.over(status, self.client_left)
 
     def _keep(self, outputs: list[tuple[str, tuple[ToolCallDelta, ...]]]) -> None:
         if self.keep_content is None:

@@ -6,18 +6,28 @@ from __future__ import annotations
 from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability
 from modelyard.catalog.catalog import Catalog
-from modelyard.errors import CapabilityUnavailable, ModelNotFound
+from modelyard.errors import CapabilityUnavailable, ModelNotFound, ModelyardError
+from modelyard.ledger.cost import COST_HEADER, dollars
 from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat_response import JsonObject
 from modelyard.protocol.embeddings import EmbeddingsRequest, embeddings_response
+from modelyard.providers.base import Usage
 from modelyard.providers.registry import ProviderRegistry
+from modelyard.serving.admission import AdmissionControl
 
 
 class EmbeddingsService:
-    def __init__(self, catalog: Catalog, providers: ProviderRegistry, access: AccessPolicy) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: ProviderRegistry,
+        access: AccessPolicy,
+        admission: AdmissionControl,
+    ) -> None:
         self._catalog = catalog
         self._providers = providers
         self._access = access
+        self._admission = admission
 
     async def embed(
         self,
@@ -25,10 +35,11 @@ class EmbeddingsService:
         principal: Principal,
         request_id: str,
         deployment_id: str | None = None,
-    ) -> JsonObject:
+    ) -> tuple[JsonObject, dict[str, str]]:
+        """The response body and its headers (rate limits, cost)."""
         resolution = self._catalog.resolve(request.model)
         card = resolution.card
-        self._access.require_model(principal, card.id)
+        project = self._access.require_model(principal, card.id)
         if not card.supports(Capability.EMBEDDINGS):
             raise CapabilityUnavailable(
                 f"The model '{card.id}' does not produce embeddings.", param="model"
@@ -37,11 +48,44 @@ class EmbeddingsService:
         if not candidates:
             raise ModelNotFound(f"The model '{request.model}' has no deployment.", param="model")
         deployment = candidates[0]
-        result = await self._providers.for_deployment(deployment).embed(request, card, deployment)
-        return embeddings_response(
+        admission = await self._admission.admit(
+            principal, project.id, card.id, deployment, request_id, input_bound(request), 0
+        )
+        admission.route_reason = "the only deployment of this model"
+        admission.generation_opened()
+        try:
+            result = await self._providers.for_deployment(deployment).embed(
+                request, card, deployment
+            )
+        except ModelyardError as error:
+            admission.usage_reported(Usage(0, 0))
+            admission.over(error.status)
+            raise
+        except BaseException:
+            admission.usage_reported(Usage(0, 0))
+            admission.over(500)
+            raise
+        admission.usage_reported(Usage(result.prompt_tokens, 0))
+        admission.over(200)
+        body = embeddings_response(
             f"emb-{request_id}",
             card.id,
             result.vectors,
             result.prompt_tokens,
             request.encoding_format,
         )
+        return body, {**admission.headers, COST_HEADER: dollars(admission.cost_so_far())}
+
+
+def input_bound(request: EmbeddingsRequest) -> int:
+    """An upper bound on input tokens: a byte per token for text, the ids themselves for ids."""
+    inputs = request.input if isinstance(request.input, list) else [request.input]
+    total = 0
+    for item in inputs:
+        if isinstance(item, str):
+            total += len(item.encode("utf-8")) + 2
+        elif isinstance(item, list):
+            total += len(item)
+        else:
+            total += 1
+    return total

@@ -7,8 +7,11 @@ route table below is also the source of the OpenAPI description (`openapi.py`).
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 from pydantic import BaseModel
@@ -20,7 +23,14 @@ from modelyard.api.access import caller
 from modelyard.api.admin.idempotency import HEADER as IDEMPOTENCY_HEADER
 from modelyard.api.parsing import read_model
 from modelyard.errors import InvalidParameter
-from modelyard.protocol.admin import KeyCreate, KeyRotate, MemberPut, ProjectCreate, ProjectUpdate
+from modelyard.protocol.admin import (
+    KeyCreate,
+    KeyRotate,
+    LimitsPut,
+    MemberPut,
+    ProjectCreate,
+    ProjectUpdate,
+)
 from modelyard.serving.admin import JsonObject
 from modelyard.state import app_state
 
@@ -47,8 +57,10 @@ async def _mutate(request: Request, act: Callable[[], JsonObject], status: int =
         return status, orjson.dumps(await asyncio.to_thread(act))
 
     fingerprint = b"\n".join([request.method.encode(), request.url.path.encode(), body])
+    # Replies are kept per credential, not per subject: one key never replays another's.
+    credential = f"{principal.kind}:{principal.key_id or principal.subject}"
     code, payload, replayed = await state.idempotency.run(
-        principal.subject, request.headers.get(IDEMPOTENCY_HEADER), fingerprint, respond
+        credential, request.headers.get(IDEMPOTENCY_HEADER), fingerprint, respond
     )
     headers = {"idempotent-replayed": "true"} if replayed else {}
     return Response(payload, status_code=code, media_type="application/json", headers=headers)
@@ -180,6 +192,68 @@ async def read_audit(request: Request) -> Response:
     )
 
 
+async def get_limits(request: Request) -> Response:
+    principal = await caller(request)
+    project, key_id = request.path_params["project"], request.path_params.get("key_id")
+    return await _read(lambda: app_state(request).admin.get_limits(principal, project, key_id))
+
+
+async def set_limits(request: Request) -> Response:
+    principal = await caller(request)
+    body = await read_model(request, LimitsPut, frozenset())
+    project, key_id = request.path_params["project"], request.path_params.get("key_id")
+    return await _mutate(
+        request, lambda: app_state(request).admin.set_limits(principal, project, key_id, body)
+    )
+
+
+USAGE_DIMENSIONS = ("day", "project_id", "key_id", "model", "deployment")
+
+
+async def usage_report(request: Request) -> Response:
+    principal = await caller(request)
+    query = request.query_params
+    group_by = [g for g in query.get("group_by", "day,project_id").split(",") if g]
+    unknown = [g for g in group_by if g not in USAGE_DIMENSIONS]
+    if unknown or not group_by:
+        raise InvalidParameter(
+            f"group_by takes a comma-separated list of: {', '.join(USAGE_DIMENSIONS)}.",
+            param="group_by",
+        )
+    today = datetime.now(UTC).date()
+    since = _day_query(query.get("since"), "since", today - timedelta(days=30))
+    until = _day_query(query.get("until"), "until", today)
+    project = query.get("project")
+    report = await asyncio.to_thread(
+        app_state(request).admin.usage_report, principal, group_by, since, until, project
+    )
+    if query.get("format", "json") == "csv":
+        return Response(
+            usage_csv(group_by, report["data"]),
+            media_type="text/csv",
+            headers={"content-disposition": 'attachment; filename="usage.csv"'},
+        )
+    return Response(orjson.dumps(report), media_type="application/json")
+
+
+def usage_csv(group_by: list[str], rows: list[dict[str, object]]) -> str:
+    out = io.StringIO()
+    columns = [*group_by, "requests", "prompt_tokens", "completion_tokens", "cost_usd", "errors"]
+    writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _day_query(value: str | None, name: str, default: date) -> str:
+    if value is None:
+        return default.isoformat()
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidParameter(f"{name} must be a day like 2026-11-27.", param=name) from None
+
+
 def _int_query(value: str | None, name: str, default: int) -> int:
     if value is None:
         return default
@@ -261,6 +335,39 @@ ADMIN_ROUTES = (
         "Replace a key; the old one works for a grace period",
         "keys.manage | keys.manage_own",
         KeyRotate,
+    ),
+    AdminRoute(
+        "GET", P + "/limits", get_limits, "A project's budgets and rate limits", "projects.read"
+    ),
+    AdminRoute(
+        "PUT",
+        P + "/limits",
+        set_limits,
+        "Set a project's budgets and rate limits (owner)",
+        "owner",
+        LimitsPut,
+    ),
+    AdminRoute(
+        "GET",
+        P + "/keys/{key_id}/limits",
+        get_limits,
+        "A key's budgets and rate limits",
+        "keys.read | keys.manage_own",
+    ),
+    AdminRoute(
+        "PUT",
+        P + "/keys/{key_id}/limits",
+        set_limits,
+        "Set a key's budgets and rate limits",
+        "keys.manage",
+        LimitsPut,
+    ),
+    AdminRoute(
+        "GET",
+        "/admin/usage",
+        usage_report,
+        "Usage and cost by project, key, model, deployment, day (format=csv for CSV)",
+        "usage.read",
     ),
     AdminRoute("GET", "/admin/audit", read_audit, "Audit events (hash-chained)", "audit.read"),
 )

@@ -33,8 +33,8 @@ async def embeddings(request: Request) -> Response:
     principal = await caller(request)
     raw, pinned = await _path_addressed_body(request, state)
     body = parse_model(orjson.dumps(raw), EmbeddingsRequest, frozenset())
-    result = await state.embeddings.embed(body, principal, request_id(request), pinned)
-    return Response(orjson.dumps(result), media_type="application/json")
+    result, headers = await state.embeddings.embed(body, principal, request_id(request), pinned)
+    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
 
 
 async def _path_addressed_body(

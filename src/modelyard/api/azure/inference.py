@@ -39,8 +39,10 @@ async def embeddings(request: Request) -> Response:
     state = app_state(request)
     principal = await caller(request)
     body, headers = await _read_body(request, state, EmbeddingsRequest, frozenset())
-    result = await state.embeddings.embed(body, principal, request_id(request))
-    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+    result, more = await state.embeddings.embed(body, principal, request_id(request))
+    return Response(
+        orjson.dumps(result), media_type="application/json", headers={**headers, **more}
+    )
 
 
 async def _read_body(

@@ -16,5 +16,5 @@ async def create_embeddings(request: Request) -> Response:
     state = app_state(request)
     principal = await caller(request)
     body = await read_model(request, EmbeddingsRequest, frozenset())
-    result = await state.embeddings.embed(body, principal, request_id(request))
-    return Response(orjson.dumps(result), media_type="application/json")
+    result, headers = await state.embeddings.embed(body, principal, request_id(request))
+    return Response(orjson.dumps(result), media_type="application/json", headers=headers)

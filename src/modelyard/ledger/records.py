@@ -1,0 +1,38 @@
+"""The usage record: one per request that reached a model. Counts and money only, no content."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Outcome = Literal["completed", "failed", "client_disconnected", "interrupted"]
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    request_id: str
+    created_at: datetime
+    subject: str
+    key_id: str | None
+    project_id: str
+    model: str
+    deployment: str
+    route_reason: str
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    cost_micros: int
+    reserved_micros: int
+    latency_ms: int
+    status: int
+    outcome: Outcome
+    client_disconnected: bool
+    usage_estimated: bool
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def day(self) -> str:
+        return self.created_at.strftime("%Y-%m-%d")

@@ -1,0 +1,255 @@
+"""The counter store shared by replicas: each operation one atomic Lua script on Redis.
+
+It fails closed: a Redis that refuses connections, answers errors or stays silent past the
+socket timeout (0.5 s by default) makes every method raise `CounterStoreUnavailable`, within
+twice that timeout at most; so does waiting that long for a free pooled connection. A dropped
+connection is retried once, at once (a pooled connection may be stale after a Redis restart); a
+timeout is not. Retrying is safe because every write is idempotent by its id: a reply lost
+after the script ran finds the work done.
+
+Keys, under a prefix (`modelyard:` by default; use a hash tag such as `{modelyard}:` on Redis
+Cluster so that every script's keys share a slot):
+
+    b:<budget>            hash: spent, reserved (micro-dollars); expires with the window
+    r:<reservation>       hash: owner, amount, budgets (JSON list), created (µs)
+    r-open, r-owner:<o>   sorted sets of open reservation ids by creation time
+    r-settled:<id>        present for a while after a settlement
+    rl:<key>              sorted set: request id by time logged (µs)
+    rl-n:<key>            hash: request id -> amount;  rl-sum:<key>: their total
+    cc:<key>              sorted set: lease id by expiry (µs)
+
+Reading open reservations is not atomic: one settled meanwhile may be missing from the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from modelyard.limits import lua
+from modelyard.limits.errors import CounterStoreUnavailable, ReservationSettled
+from modelyard.limits.memory_store import SETTLED_TTL_S
+from modelyard.limits.values import (
+    Admitted,
+    BudgetLimit,
+    BudgetState,
+    OpenReservation,
+    OverBudget,
+    RateWindow,
+    Reserved,
+    Throttled,
+    WindowState,
+    check_budgets,
+    check_count,
+    check_key,
+    check_windows,
+    epoch_ms,
+    from_epoch_us,
+)
+
+_UNAVAILABLE = "Budgets and rate limits cannot be checked: the counter store is unavailable."
+
+
+class RedisCounterStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "modelyard:",
+        timeout_s: float = 0.5,
+        max_connections: int = 64,
+        settled_ttl_s: float = SETTLED_TTL_S,
+    ) -> None:
+        # A blocking pool: past `max_connections` in flight, callers queue for a connection
+        # (within the deadline) instead of failing at once.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self._redis: Redis = Redis.from_pool(pool)
+        self._prefix = prefix
+        self._deadline_s = 2 * timeout_s
+        self._settled_ttl_ms = round(settled_ttl_s * 1000)
+        register = self._redis.register_script
+        self._reserve = register(lua.RESERVE)
+        self._settle = register(lua.SETTLE)
+        self._admit = register(lua.ADMIT)
+        self._adjust = register(lua.ADJUST)
+        self._enter = register(lua.ENTER)
+        self._leave = register(lua.LEAVE)
+
+    @asynccontextmanager
+    async def _asking(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                yield
+        except (RedisError, OSError, TimeoutError) as error:
+            raise CounterStoreUnavailable(_UNAVAILABLE) from error
+
+    def _key(self, kind: str, name: str = "") -> str:
+        return f"{self._prefix}{kind}:{name}" if name else f"{self._prefix}{kind}"
+
+    def _reservation_keys(self, reservation_id: str, owner: str) -> list[str]:
+        return [
+            self._key("r", reservation_id),
+            self._key("r-settled", reservation_id),
+            self._key("r-open"),
+            self._key("r-owner", owner),
+        ]
+
+    def _log_keys(self, key: str) -> list[str]:
+        return [self._key("rl", key), self._key("rl-n", key), self._key("rl-sum", key)]
+
+    async def reserve(
+        self,
+        reservation_id: str,
+        budgets: Sequence[BudgetLimit],
+        amount_micros: int,
+        owner: str,
+    ) -> Reserved | OverBudget:
+        check_key("reservation_id", reservation_id)
+        check_key("owner", owner)
+        check_count("amount_micros", amount_micros)
+        check_budgets(budgets)
+        keys = self._reservation_keys(reservation_id, owner)
+        keys += [self._key("b", budget.key) for budget in budgets]
+        args: list[str | int] = [
+            reservation_id,
+            owner,
+            amount_micros,
+            json.dumps([budget.key for budget in budgets]),
+        ]
+        for budget in budgets:
+            expires = "" if budget.expires_at is None else epoch_ms(budget.expires_at)
+            args += [budget.limit_micros, expires]
+        async with self._asking():
+            reply = await self._reserve(keys=keys, args=args)
+        status = int(reply[0])
+        if status == 2:
+            raise ReservationSettled(reservation_id)
+        if status == 3:
+            budget = budgets[int(reply[1]) - 1]
+            return OverBudget(budget.key, budget.limit_micros, int(reply[2]), amount_micros)
+        return Reserved(reservation_id, created=status == 0)
+
+    async def settle(self, reservation_id: str, actual_micros: int) -> bool:
+        check_count("actual_micros", actual_micros)
+        # The script must name the budgets it touches, so read them first; the script checks
+        # the record is still the one read. It cannot change while open, so one pass is the norm.
+        for _ in range(3):
+            async with self._asking():
+                owner, budgets = await self._redis.hmget(
+                    self._key("r", reservation_id), ["owner", "budgets"]
+                )
+                if not isinstance(owner, str) or not isinstance(budgets, str):
+                    return False
+                keys = self._reservation_keys(reservation_id, owner)
+                keys += [self._key("b", key) for key in json.loads(budgets)]
+                args: list[str | int] = [
+                    reservation_id,
+                    actual_micros,
+                    owner,
+                    budgets,
+                    self._settled_ttl_ms,
+                ]
+                done = int(await self._settle(keys=keys, args=args))
+            if done >= 0:
+                return done == 1
+        raise CounterStoreUnavailable(_UNAVAILABLE)
+
+    async def open_reservations(self, owner: str | None = None) -> list[OpenReservation]:
+        index = self._key("r-open") if owner is None else self._key("r-owner", owner)
+        fields = ["owner", "amount", "budgets", "created"]
+        async with self._asking():
+            ids = [str(member) for member in await self._redis.zrange(index, 0, -1)]
+            pipe = self._redis.pipeline(transaction=False)
+            for reservation_id in ids:
+                pipe.hmget(self._key("r", reservation_id), fields)
+            records: list[list[str | None]] = await pipe.execute()
+        found = []
+        for reservation_id, (who, amount, budgets, created) in zip(ids, records, strict=True):
+            if who is None or amount is None or budgets is None or created is None:
+                continue  # settled since the index was read
+            found.append(
+                OpenReservation(
+                    reservation_id,
+                    who,
+                    int(amount),
+                    tuple(json.loads(budgets)),
+                    from_epoch_us(int(created)),
+                )
+            )
+        return sorted(found, key=lambda r: (r.created_at, r.reservation_id))
+
+    async def budget_state(self, key: str) -> BudgetState:
+        async with self._asking():
+            spent, reserved = await self._redis.hmget(self._key("b", key), ["spent", "reserved"])
+        return BudgetState(int(spent or 0), int(reserved or 0))
+
+    async def admit(self, request_id: str, windows: Sequence[RateWindow]) -> Admitted | Throttled:
+        check_key("request_id", request_id)
+        check_windows(windows)
+        keys: list[str] = []
+        args: list[str | int] = [request_id]
+        for window in windows:
+            keys += self._log_keys(window.key)
+            args += [window.limit, window.window_us, window.amount]
+        async with self._asking():
+            reply: list[Any] = await self._admit(keys=keys, args=args)
+        if int(reply[0]) == 0:
+            window = windows[int(reply[1]) - 1]
+            retry_us = int(reply[3])
+            return Throttled(
+                window.key,
+                window.limit,
+                int(reply[2]),
+                window.amount,
+                None if retry_us < 0 else retry_us / 1_000_000,
+            )
+        return Admitted(
+            tuple(
+                WindowState(window.key, window.limit, int(remaining), int(reset_us) / 1_000_000)
+                for window, remaining, reset_us in zip(
+                    windows, reply[1::2], reply[2::2], strict=True
+                )
+            )
+        )
+
+    async def adjust(self, request_id: str, key: str, actual_amount: int) -> bool:
+        check_count("actual_amount", actual_amount)
+        async with self._asking():
+            done = await self._adjust(keys=self._log_keys(key), args=[request_id, actual_amount])
+        return int(done) == 1
+
+    async def enter(self, key: str, cap: int, lease_id: str, ttl_s: float) -> bool:
+        check_key("lease_id", lease_id)
+        check_count("cap", cap)
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        async with self._asking():
+            held = await self._enter(
+                keys=[self._key("cc", key)], args=[lease_id, cap, round(ttl_s * 1_000_000)]
+            )
+        return int(held) == 1
+
+    async def leave(self, key: str, lease_id: str) -> bool:
+        async with self._asking():
+            released = await self._leave(keys=[self._key("cc", key)], args=[lease_id])
+        return int(released) == 1
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

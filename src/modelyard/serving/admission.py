@@ -1,0 +1,343 @@
+"""Admission and settlement of one request: the ledger slot, the concurrency cap, rate limits and
+budgets before the model is called; one usage record after, whatever the ending.
+
+Before: a slot in the ledger writer (so the record can never be dropped), a concurrency lease,
+the sliding-minute request and token windows of the key, the project and the deployment, and a
+reservation of the worst-case cost against every budget of the key and the project. Each step is
+undone if a later one refuses. Any counter store failure refuses the request (fail closed).
+
+After: the usage of every generation the request opened (a repair attempt is another) is added
+up once the request is over and every generation has reported, streamed tokens and abandoned
+streams included. The record is queued; the ledger writer settles the reservation with the
+actual cost once the record is committed, so budgets only ever count what the ledger holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from modelyard.auth.directory import Directory
+from modelyard.auth.principal import Principal
+from modelyard.catalog.cards import Deployment
+from modelyard.errors import InsufficientQuota, RateLimited, ServiceUnavailable
+from modelyard.ledger.cost import cost_micros, dollars, worst_case_micros
+from modelyard.ledger.records import Outcome, UsageRecord
+from modelyard.ledger.writer import LedgerWriter
+from modelyard.limits.store import CounterStore
+from modelyard.limits.values import (
+    MAX_COUNT,
+    Admitted,
+    BudgetLimit,
+    OverBudget,
+    RateWindow,
+    Throttled,
+)
+from modelyard.policy.spending import Period, SpendingLimits, window_end, window_label
+from modelyard.protocol.chat import ChatCompletionRequest
+from modelyard.providers.base import Usage
+
+log = logging.getLogger(__name__)
+
+# Text the gateway itself may add to a prompt (tool-calling instructions, chat template tokens).
+GATEWAY_PROMPT_ALLOWANCE = 1024
+LEASE_TTL_S = 600.0
+
+
+def chat_prompt_bound(request: ChatCompletionRequest) -> int:
+    """An upper bound on prompt tokens without a tokenizer: every token is at least one byte of
+    the serialized messages, tools and schema, plus what the gateway adds."""
+    parts = request.model_dump(include={"messages", "tools", "response_format"}, mode="json")
+    return len(orjson.dumps(parts)) + GATEWAY_PROMPT_ALLOWANCE
+
+
+@dataclass
+class Admission:
+    """One admitted request, from its reservation to its usage record."""
+
+    request_id: str
+    principal: Principal
+    project_id: str
+    model: str
+    deployment: Deployment
+    reserved_micros: int
+    control: AdmissionControl = field(repr=False)
+    route_reason: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    lease_key: str | None = None
+    tpm_keys: tuple[str, ...] = ()
+    started: float = field(default_factory=time.monotonic)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _usages: list[Usage] = field(default_factory=list)
+    _open_generations: int = 0
+    _over: bool = False
+    _status: int = 200
+    _client_left: bool = False
+    _recorded: bool = False
+
+    def generation_opened(self) -> None:
+        self._open_generations += 1
+
+    def usage_reported(self, usage: Usage) -> None:
+        self._usages.append(usage)
+        self._open_generations -= 1
+        self._maybe_record()
+
+    def over(self, status: int, client_left: bool = False) -> None:
+        """The request ended on the API side; the record follows once usage is all in."""
+        if self._over:
+            return
+        self._over = True
+        self._status = status
+        self._client_left = client_left
+        self._maybe_record()
+
+    def _maybe_record(self) -> None:
+        if self._recorded or not self._over or self._open_generations > 0:
+            return
+        self._recorded = True
+        usage = Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in self._usages),
+            completion_tokens=sum(u.completion_tokens for u in self._usages),
+            estimated=any(u.estimated for u in self._usages),
+            cached_prompt_tokens=sum(u.cached_prompt_tokens for u in self._usages),
+        )
+        self.control.record(self, usage, self._status, self._client_left)
+
+    def cost_so_far(self) -> int:
+        return sum(cost_micros(self.deployment.price, u) for u in self._usages)
+
+
+class AdmissionControl:
+    def __init__(
+        self, directory: Directory, counters: CounterStore, owner: str, enabled: bool = True
+    ) -> None:
+        self._enabled = enabled
+        self._directory = directory
+        self._counters = counters
+        self._owner = owner
+        self._writer: LedgerWriter
+        self._background: set[asyncio.Task[None]] = set()
+
+    def attach_writer(self, writer: LedgerWriter) -> None:
+        """The writer settles through this object and this object feeds the writer."""
+        self._writer = writer
+
+    async def admit(
+        self,
+        principal: Principal,
+        project_id: str,
+        model: str,
+        deployment: Deployment,
+        request_id: str,
+        prompt_bound: int,
+        max_output_tokens: int,
+    ) -> Admission:
+        worst = worst_case_micros(deployment.price, prompt_bound, max_output_tokens)
+        admission = Admission(
+            request_id, principal, project_id, model, deployment, worst, control=self
+        )
+        if not self._enabled:
+            return admission
+        if not self._writer.claim_slot():
+            raise ServiceUnavailable(
+                "The usage ledger is behind (the database is slow or away); retry shortly.",
+                retry_after_s=2,
+            )
+        steps_done: list[str] = []
+        try:
+            await self._enter(admission)
+            steps_done.append("lease")
+            await self._rate_limits(admission, prompt_bound + max_output_tokens)
+            steps_done.append("rates")
+            await self._reserve(admission)
+        except BaseException:
+            self._writer.release_slot()
+            await self._undo(admission, steps_done)
+            raise
+        return admission
+
+    def _scopes(self, admission: Admission) -> list[tuple[str, str, SpendingLimits]]:
+        principal = admission.principal
+        scopes = [("project", admission.project_id)]
+        if principal.key_id is not None:
+            scopes.append(("key", principal.key_id))
+        return [(s, i, self._directory.limits_of(s, i)) for s, i in scopes]
+
+    async def _enter(self, admission: Admission) -> None:
+        key_id = admission.principal.key_id
+        if key_id is None:
+            return
+        cap = self._directory.limits_of("key", key_id).max_concurrent
+        if cap is None:
+            return
+        lease_key = f"concurrency:key:{key_id}"
+        if not await self._counters.enter(lease_key, cap, admission.request_id, LEASE_TTL_S):
+            raise RateLimited(
+                f"Too many requests in flight for this key (at most {cap} at once).",
+                retry_after_s=1,
+            )
+        admission.lease_key = lease_key
+
+    async def _rate_limits(self, admission: Admission, token_estimate: int) -> None:
+        windows: list[RateWindow] = []
+        limited = [
+            (s, i, lim.requests_per_minute, lim.tokens_per_minute)
+            for s, i, lim in self._scopes(admission)
+        ]
+        deployment_limits = admission.deployment.limits
+        limited.append(
+            (
+                "deployment",
+                admission.deployment.id,
+                deployment_limits.requests_per_minute,
+                deployment_limits.tokens_per_minute,
+            )
+        )
+        for scope, scope_id, rpm, tpm in limited:
+            if rpm is not None:
+                windows.append(RateWindow(f"rpm:{scope}:{scope_id}", rpm, 1))
+            if tpm is not None:
+                windows.append(RateWindow(f"tpm:{scope}:{scope_id}", tpm, min(token_estimate, tpm)))
+        if not windows:
+            return
+        result = await self._counters.admit(admission.request_id, windows)
+        if isinstance(result, Throttled):
+            retry = result.retry_after_s
+            raise RateLimited(
+                f"Rate limit reached: {result.reason}.",
+                retry_after_s=max(1, int(retry + 0.999)) if retry is not None else 60,
+                headers=_throttled_headers(result),
+            )
+        admission.tpm_keys = tuple(w.key for w in windows if w.key.startswith("tpm:"))
+        admission.headers.update(_ratelimit_headers(result))
+
+    async def _reserve(self, admission: Admission) -> None:
+        # Every period of every scope is reserved against, limited or not: the counters then
+        # always know the spend of the current windows (a budget set at noon counts the
+        # morning), and every request leaves an open reservation to reconcile if a replica dies.
+        budgets = [
+            BudgetLimit(key, limit if limit is not None else MAX_COUNT, expires_at)
+            for key, limit, expires_at in budget_keys(self._scopes(admission), admission.created_at)
+        ]
+        result = await self._counters.reserve(
+            admission.request_id, budgets, admission.reserved_micros, self._owner
+        )
+        if isinstance(result, OverBudget):
+            raise InsufficientQuota(
+                f"Budget exceeded: {_budget_words(result)}. Remaining: "
+                f"${dollars(result.remaining_micros)}; this request may cost up to "
+                f"${dollars(result.requested_micros)}.",
+                retry_after_s=60,
+                headers={"x-modelyard-budget-remaining-usd": dollars(result.remaining_micros)},
+            )
+
+    async def _undo(self, admission: Admission, steps: Sequence[str]) -> None:
+        try:
+            if "rates" in steps:
+                for key in admission.tpm_keys:
+                    await self._counters.adjust(admission.request_id, key, 0)
+            if admission.lease_key is not None:
+                await self._counters.leave(admission.lease_key, admission.request_id)
+        except Exception as exc:  # leases expire and windows age out by themselves
+            log.warning("admission: undo failed (%s)", type(exc).__name__)
+
+    def record(self, admission: Admission, usage: Usage, status: int, client_left: bool) -> None:
+        if not self._enabled:
+            return
+        outcome: Outcome = (
+            "client_disconnected" if client_left else "completed" if status < 400 else "failed"
+        )
+        record = UsageRecord(
+            request_id=admission.request_id,
+            created_at=admission.created_at,
+            subject=admission.principal.subject,
+            key_id=admission.principal.key_id,
+            project_id=admission.project_id,
+            model=admission.model,
+            deployment=admission.deployment.id,
+            route_reason=admission.route_reason,
+            prompt_tokens=usage.prompt_tokens,
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_micros=cost_micros(admission.deployment.price, usage),
+            reserved_micros=admission.reserved_micros,
+            latency_ms=int((time.monotonic() - admission.started) * 1000),
+            status=status,
+            outcome=outcome,
+            client_disconnected=client_left,
+            usage_estimated=usage.estimated,
+        )
+        self._writer.submit(record)
+        self._spawn(self._after(admission, usage))
+
+    async def _after(self, admission: Admission, usage: Usage) -> None:
+        """Replace token estimates with what was counted, and free the concurrency lease."""
+        try:
+            for key in admission.tpm_keys:
+                await self._counters.adjust(admission.request_id, key, usage.total_tokens)
+            if admission.lease_key is not None:
+                await self._counters.leave(admission.lease_key, admission.request_id)
+        except Exception as exc:  # the lease expires and the window ages out regardless
+            log.warning("admission: releasing limits failed (%s)", type(exc).__name__)
+
+    async def settle_written(self, records: Sequence[UsageRecord]) -> None:
+        """The ledger writer's hook: a committed record settles its reservation."""
+        for record in records:
+            await self._counters.settle(record.request_id, record.cost_micros)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def budget_keys(
+    scopes: Sequence[tuple[str, str, SpendingLimits]], now: datetime
+) -> list[tuple[str, int | None, datetime | None]]:
+    """(counter key, limit or None, window end) for each period of each scope."""
+    return [
+        (
+            f"budget:{scope}:{scope_id}:{period}:{window_label(period, now)}",
+            limits.budgets.get(period),
+            window_end(period, now),
+        )
+        for scope, scope_id, limits in scopes
+        for period in Period
+    ]
+
+
+def _budget_words(over: OverBudget) -> str:
+    parts = over.key.split(":")
+    if len(parts) != 5:
+        return f"budget '{over.key}'"
+    _, scope, scope_id, period, window = parts
+    return f"the {scope} '{scope_id}' {period} budget ({window})"
+
+
+def _ratelimit_headers(admitted: Admitted) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    # The tightest window of each kind is what a client should pace itself by.
+    for kind, name in (("rpm", "requests"), ("tpm", "tokens")):
+        states = [w for w in admitted.windows if w.key.startswith(f"{kind}:")]
+        if states:
+            tightest = min(states, key=lambda w: w.remaining)
+            headers[f"x-ratelimit-limit-{name}"] = str(tightest.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(tightest.remaining)
+            headers[f"x-ratelimit-reset-{name}"] = f"{tightest.reset_after_s:.3f}s"
+    return headers
+
+
+def _throttled_headers(throttled: Throttled) -> dict[str, str]:
+    name = "requests" if throttled.key.startswith("rpm:") else "tokens"
+    return {
+        f"x-ratelimit-limit-{name}": str(throttled.limit),
+        f"x-ratelimit-remaining-{name}": str(throttled.remaining),
+    }
