@@ -107,7 +107,12 @@ def test_a_day_budget_admits_exactly_what_fits_then_refuses_with_the_remainder(
     key = new_project(
         spend_gateway, "budgeted", {"budgets_usd": {"day": str(Decimal(budget) / 1_000_000)}}
     )
-    statuses = [chat(spend_gateway, key) for _ in range(8)]
+    statuses = []
+    for _ in range(8):
+        statuses.append(chat(spend_gateway, key))
+        # A reservation is settled once its record is committed; until then it holds the worst
+        # case. Waiting for each record makes the count exact.
+        wait_rows(spend_gateway, "budgeted", sum(r.status_code == 200 for r in statuses))
     admitted = [r for r in statuses if r.status_code == 200]
     # Spent before the n-th request is (n - 1) * actual, and it needs `reserved` free.
     assert len(admitted) == 5

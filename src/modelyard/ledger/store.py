@@ -37,11 +37,8 @@ class LedgerStore:
                 .on_conflict_do_nothing(index_elements=["request_id"])
                 .returning(usage_records.c.request_id)
             )
-            inserted: set[str] = set()
-            for record in records:
-                row = connection.execute(statement.values(**record.row())).first()
-                if row is not None:
-                    inserted.add(row[0])
+            rows = connection.execute(statement, [record.row() for record in records])
+            inserted = {row[0] for row in rows}
             self._roll_up(connection, [r for r in records if r.request_id in inserted])
         return inserted
 

@@ -31,7 +31,9 @@ class LedgerWriter:
         capacity: int = 10_000,
         batch_size: int = 500,
         max_backoff_s: float = 2.0,
+        linger_s: float = 0.02,
     ) -> None:
+        self._linger_s = linger_s
         self._store = store
         self._on_written = on_written
         self._capacity = capacity
@@ -75,6 +77,8 @@ class LedgerWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            # A moment's wait gathers the records of concurrent requests into one transaction.
+            await asyncio.sleep(self._linger_s)
             while len(batch) < self._batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             await self._write(batch)

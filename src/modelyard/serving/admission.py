@@ -15,6 +15,7 @@ actual cost once the record is committed, so budgets only ever count what the le
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -303,15 +304,18 @@ def budget_keys(
     scopes: Sequence[tuple[str, str, SpendingLimits]], now: datetime
 ) -> list[tuple[str, int | None, datetime | None]]:
     """(counter key, limit or None, window end) for each period of each scope."""
+    windows = _windows(now.replace(second=0, microsecond=0))
     return [
-        (
-            f"budget:{scope}:{scope_id}:{period}:{window_label(period, now)}",
-            limits.budgets.get(period),
-            window_end(period, now),
-        )
+        (f"budget:{scope}:{scope_id}:{period}:{label}", limits.budgets.get(period), end)
         for scope, scope_id, limits in scopes
-        for period in Period
+        for period, label, end in windows
     ]
+
+
+@functools.lru_cache(maxsize=4)
+def _windows(minute: datetime) -> tuple[tuple[Period, str, datetime | None], ...]:
+    """The current window of each period; computed once a minute, not once a request."""
+    return tuple((p, window_label(p, minute), window_end(p, minute)) for p in Period)
 
 
 def _budget_words(over: OverBudget) -> str:
