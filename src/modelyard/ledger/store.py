@@ -51,19 +51,21 @@ class LedgerStore:
                 (1, r.prompt_tokens, r.completion_tokens, r.cost_micros, int(r.status >= 400))
             ):
                 sums[index] += value
-        for group, sums in sorted(totals.items()):
-            values = dict(zip(_ROLLUP_KEY, group, strict=True)) | dict(
-                zip(_ROLLUP_SUMS, sums, strict=True)
-            )
-            insert = self._dialect.insert(usage_daily).values(**values)
-            connection.execute(
-                insert.on_conflict_do_update(
-                    index_elements=list(_ROLLUP_KEY),
-                    set_={
-                        name: usage_daily.c[name] + insert.excluded[name] for name in _ROLLUP_SUMS
-                    },
-                )
-            )
+        if not totals:
+            return
+        upsert = self._dialect.insert(usage_daily)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=list(_ROLLUP_KEY),
+            set_={name: usage_daily.c[name] + upsert.excluded[name] for name in _ROLLUP_SUMS},
+        )
+        connection.execute(
+            upsert,
+            [
+                dict(zip(_ROLLUP_KEY, group, strict=True))
+                | dict(zip(_ROLLUP_SUMS, sums, strict=True))
+                for group, sums in sorted(totals.items())
+            ],
+        )
 
     def costs(self, request_ids: Sequence[str]) -> dict[str, int]:
         with self._engine.connect() as connection:
