@@ -33,6 +33,7 @@ from modelyard.audit.log import AuditLog, AuditWriter
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
+from modelyard.auth.directory_sync import DirectorySync
 from modelyard.auth.identity_provider import load_identity_provider
 from modelyard.auth.server_secret import derive, load_or_create_server_secret
 from modelyard.auth.tokens import TokenVerifier
@@ -157,10 +158,14 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         state.ledger_writer.start()
         await reconcile_at_start(state)
         sweeper = asyncio.get_running_loop().create_task(sweep_abandoned(state))
+        # Configuration changed by other replicas reaches this one's Directory.
+        sync = DirectorySync(state.database, state.directory, settings.config_poll_s)
+        syncer = asyncio.get_running_loop().create_task(sync.run())
         try:
             yield
         finally:
             sweeper.cancel()
+            syncer.cancel()
             for provider in state.providers.all():
                 await provider.stop()
             await state.ledger_writer.close()

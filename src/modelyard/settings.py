@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Where projects, keys and the audit log live; default: SQLite in the data directory.
     database_url: str | None = None
+    # How often (seconds) a replica checks the database for configuration changed elsewhere
+    # (keys, projects, members, limits); a revocation on one replica holds on all within this.
+    config_poll_s: float = Field(default=1.0, gt=0)
     # Keys API keys are hashed and idempotent replies sealed with. Replicas must share one;
     # a single machine generates it into the data directory on first start.
     secret: SecretStr | None = None

@@ -3,10 +3,13 @@
 The database is the record; this view is loaded at start and updated by the admin service
 right after each committed mutation, so authentication and authorization never touch the
 database on the request path. Records are frozen and replaced whole, never edited in place.
+Changes made by other replicas arrive as a whole new Directory (auth/directory_sync.py) that
+`replace_with` swaps in, unless this view changed meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,6 +94,9 @@ class Directory:
         self.members: dict[str, dict[str, Role]] = {}
         # ("project" | "key", id) -> budgets and rate limits
         self.limits: dict[tuple[str, str], SpendingLimits] = {}
+        # Counts changes made through the put/drop methods; see `replace_with`.
+        self.revision = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, engine: Engine) -> Directory:
@@ -104,20 +110,47 @@ class Directory:
                 directory.put_member(row["project_id"], row["subject"], Role(row["role"]))
             for row in connection.execute(select(spending_limits)).mappings():
                 limits = SpendingLimits.from_row(row["budgets"], row["rate_limits"])
-                directory.limits[(row["scope"], row["scope_id"])] = limits
+                directory.put_limits(row["scope"], row["scope_id"], limits)
         return directory
 
+    def replace_with(self, other: Directory, based_on: int) -> bool:
+        """Take `other`'s contents, loaded when this view was at revision `based_on`.
+
+        Refused (False) when this view changed since: `other` may predate that change, and
+        taking it would undo it for a moment (a revoked key working again). Each table is one
+        reference swap, so a reader sees either the old or the new dict, never a half-built one.
+        """
+        with self._lock:
+            if self.revision != based_on:
+                return False
+            self.projects, self.keys = other.projects, other.keys
+            self.members, self.limits = other.members, other.limits
+            return True
+
     def put_project(self, project: ProjectRecord) -> None:
-        self.projects[project.id] = project
+        with self._lock:
+            self.projects[project.id] = project
+            self.revision += 1
 
     def put_key(self, key: KeyRecord) -> None:
-        self.keys[key.id] = key
+        with self._lock:
+            self.keys[key.id] = key
+            self.revision += 1
 
     def put_member(self, project_id: str, subject: str, role: Role) -> None:
-        self.members.setdefault(subject, {})[project_id] = role
+        with self._lock:
+            self.members.setdefault(subject, {})[project_id] = role
+            self.revision += 1
 
     def drop_member(self, project_id: str, subject: str) -> None:
-        self.members.get(subject, {}).pop(project_id, None)
+        with self._lock:
+            self.members.get(subject, {}).pop(project_id, None)
+            self.revision += 1
+
+    def put_limits(self, scope: str, scope_id: str, limits: SpendingLimits) -> None:
+        with self._lock:
+            self.limits[(scope, scope_id)] = limits
+            self.revision += 1
 
     def limits_of(self, scope: str, scope_id: str) -> SpendingLimits:
         return self.limits.get((scope, scope_id), NO_LIMITS)

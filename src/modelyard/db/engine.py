@@ -11,7 +11,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
+
+# The advisory lock that serializes migrations on PostgreSQL ("myd_migr" as an integer).
+_PG_MIGRATION_LOCK = 0x6D79645F6D696772
 
 
 def open_database(url: str) -> Engine:
@@ -31,6 +34,10 @@ def migrate(engine: Engine) -> None:
         "script_location", str(resources.files("modelyard.db").joinpath("migrations"))
     )
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on one database migrate in turn; the later ones then
+            # find the schema current. (PostgreSQL DDL is transactional, so this lock covers it.)
+            connection.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

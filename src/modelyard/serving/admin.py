@@ -17,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from modelyard.audit.events import AuditEvent
 from modelyard.audit.log import AuditLog
 from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
+from modelyard.auth.directory_sync import bump_config_version
 from modelyard.auth.keys import compose_project_key, keyed_digest, new_key_id
 from modelyard.auth.principal import DEFAULT_PROJECT, Principal
 from modelyard.catalog.catalog import Catalog
@@ -96,16 +98,21 @@ class AdminService:
             "created_at": now,
             "created_by": principal.subject,
         }
-        with self._engine.begin() as connection:
-            connection.execute(insert(projects).values(**row))
-            self._record(
-                connection,
-                principal,
-                "projects.create",
-                f"project:{body.id}",
-                body.id,
-                _retention_note(body.content_retention_days),
-            )
+        try:
+            with self._engine.begin() as connection:
+                bump_config_version(connection)
+                connection.execute(insert(projects).values(**row))
+                self._record(
+                    connection,
+                    principal,
+                    "projects.create",
+                    f"project:{body.id}",
+                    body.id,
+                    _retention_note(body.content_retention_days),
+                )
+        except IntegrityError:
+            # Another replica created it since this one last reloaded its view.
+            raise Conflict(f"The project '{body.id}' already exists.", param="id") from None
         project = ProjectRecord.from_row(row)
         self._directory.put_project(project)
         return _project_json(project)
@@ -140,6 +147,7 @@ class AdminService:
         if not changes:
             return _project_json(project)
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(
                 update(projects).where(projects.c.id == project_id).values(**changes)
             )
@@ -189,6 +197,7 @@ class AdminService:
         self._check_grantable(principal, project_id, body.role, Action.MEMBERS_MANAGE)
         now = self._clock()
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(
                 delete(role_bindings).where(
                     role_bindings.c.project_id == project_id, role_bindings.c.subject == subject
@@ -221,6 +230,7 @@ class AdminService:
             raise NotFound(f"'{subject}' is not a member of the project '{project_id}'.")
         self._check_grantable(principal, project_id, current, Action.MEMBERS_MANAGE)
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(
                 delete(role_bindings).where(
                     role_bindings.c.project_id == project_id, role_bindings.c.subject == subject
@@ -263,6 +273,7 @@ class AdminService:
         expires_at = self._grantable_expiry(principal, body.expires_at)
         key, record = self._mint(principal, project_id, body.name, body.role, models, expires_at)
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(insert(api_keys).values(**_key_row(record)))
             self._record(
                 connection,
@@ -282,6 +293,7 @@ class AdminService:
             return _key_json(record)
         revoked = _replace_key(record, revoked_at=self._clock())
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id)
@@ -334,6 +346,7 @@ class AdminService:
         old_end = min(grace_end, old.expires_at) if old.expires_at else grace_end
         retired = _replace_key(old, expires_at=old_end, replaced_by=new.id)
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(insert(api_keys).values(**_key_row(new)))
             connection.execute(
                 update(api_keys)
@@ -396,6 +409,7 @@ class AdminService:
             "updated_by": principal.subject,
         }
         with self._engine.begin() as connection:
+            bump_config_version(connection)
             connection.execute(
                 delete(spending_limits).where(
                     spending_limits.c.scope == scope, spending_limits.c.scope_id == scope_id
@@ -411,7 +425,7 @@ class AdminService:
                 project_id,
                 f"budgets {described['budgets_usd']}, rate limits {limits.rate_limits_json()}",
             )
-        self._directory.limits[(scope, scope_id)] = limits
+        self._directory.put_limits(scope, scope_id, limits)
         return described
 
     # -- usage ------------------------------------------------------------------------------
@@ -723,6 +737,12 @@ def ensure_default_project(engine: Engine, audit: AuditLog) -> None:
             select(projects.c.id).where(projects.c.id == DEFAULT_PROJECT)
         ).first()
         if exists is not None:
+            return
+        bump_config_version(connection)
+        # Replicas first starting together queue on the lock the bump takes; look again.
+        if connection.execute(
+            select(projects.c.id).where(projects.c.id == DEFAULT_PROJECT)
+        ).first():
             return
         connection.execute(
             insert(projects).values(
