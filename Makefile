@@ -15,3 +15,6 @@ test:
 bench:
 	@scripts/bootstrap test
 	.venv/bin/python bench/local_generation.py
+
+bench-overhead:
+	.venv/bin/python -m bench.overhead

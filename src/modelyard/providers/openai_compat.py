@@ -9,6 +9,8 @@ that arrive as incremental deltas are assembled and emitted complete, the form e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -219,6 +221,10 @@ async def events_from_completion(
     yield Finished(usage)
 
 
+# How long to wait for the end of a stream's body after [DONE] before giving up on reusing it.
+DRAIN_TIMEOUT_S = 1.0
+
+
 async def events_from_stream(
     first: bytes | None,
     lines: AsyncIterator[bytes],
@@ -244,6 +250,7 @@ async def events_from_stream(
                 continue  # blank separators, comments, event: lines
             data = line[5:].strip()
             if data == b"[DONE]":
+                await _drain(lines)
                 final = usage or Usage(prompt_estimate, content_events, estimated=True)
                 report(final)
                 yield Finished(final)
@@ -274,6 +281,15 @@ async def events_from_stream(
         # Cut, failed or abandoned: count what arrived. Without reported usage each content
         # event is one token, as servers that omit usage (llama.cpp's, TGI) send them.
         report(usage or Usage(prompt_estimate, content_events, estimated=True))
+
+
+async def _drain(lines: AsyncIterator[bytes]) -> None:
+    """Read the body's end after [DONE], so the connection goes back to the pool instead of
+    being closed (with TLS, a new handshake for every stream)."""
+    with contextlib.suppress(TimeoutError, ModelyardError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for _ in lines:
+                pass
 
 
 def _choice_events(
