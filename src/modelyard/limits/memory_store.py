@@ -19,9 +19,13 @@ from modelyard.limits.deadlines import Deadlines
 from modelyard.limits.errors import ReservationSettled
 from modelyard.limits.sliding_log import SlidingLog
 from modelyard.limits.values import (
+    AdmissionResult,
     Admitted,
     BudgetLimit,
     BudgetState,
+    Finished,
+    LeaseRefused,
+    LeaseRequest,
     OpenReservation,
     OverBudget,
     RateWindow,
@@ -36,7 +40,10 @@ from modelyard.limits.values import (
     from_epoch_us,
 )
 
-SETTLED_TTL_S = 3600.0
+# How long a settled reservation id is remembered (to refuse reserving it again). Every request
+# leaves one, so this bounds memory: ~10 minutes covers a ledger writer retrying through an
+# outage, where an hour kept over a million ids at a few hundred requests per second.
+SETTLED_TTL_S = 600.0
 
 
 @dataclass
@@ -59,6 +66,9 @@ class _Leases:
     def hold(self, lease_id: str, until: int) -> None:
         self.expiry[lease_id] = until
         heapq.heappush(self.heap, (until, lease_id))
+
+    def admits(self, lease_id: str, cap: int) -> bool:
+        return lease_id in self.expiry or len(self.expiry) < cap
 
 
 class MemoryCounterStore:
@@ -106,45 +116,73 @@ class MemoryCounterStore:
         check_budgets(budgets)
         with self._lock:
             now = self._begin()
-            if reservation_id in self._reservations:
+            if self._is_open(reservation_id):
                 return Reserved(reservation_id, created=False)
-            if reservation_id in self._settled:
-                raise ReservationSettled(reservation_id)
-            for budget in budgets:
-                state = self._budgets.get(budget.key, _Budget())
-                if state.spent + state.reserved + amount_micros > budget.limit_micros:
-                    remaining = budget.limit_micros - state.spent - state.reserved
-                    return OverBudget(
-                        budget.key, budget.limit_micros, max(remaining, 0), amount_micros
-                    )
-            for budget in budgets:
-                self._budgets.setdefault(budget.key, _Budget()).reserved += amount_micros
-                if budget.expires_at is not None:
-                    self._budget_expiry.set(budget.key, epoch_ms(budget.expires_at) * 1000)
-            self._reservations[reservation_id] = OpenReservation(
-                reservation_id,
-                owner,
-                amount_micros,
-                tuple(budget.key for budget in budgets),
-                from_epoch_us(now),
-            )
+            refusal = self._budget_refusal(budgets, amount_micros)
+            if refusal is not None:
+                return refusal
+            self._hold(reservation_id, budgets, amount_micros, owner, now)
             return Reserved(reservation_id, created=True)
+
+    def _is_open(self, reservation_id: str) -> bool:
+        if reservation_id in self._reservations:
+            return True
+        if reservation_id in self._settled:
+            raise ReservationSettled(reservation_id)
+        return False
+
+    def _budget_refusal(self, budgets: Sequence[BudgetLimit], amount: int) -> OverBudget | None:
+        for budget in budgets:
+            state = self._budgets.get(budget.key, _Budget())
+            if state.spent + state.reserved + amount > budget.limit_micros:
+                remaining = budget.limit_micros - state.spent - state.reserved
+                return OverBudget(budget.key, budget.limit_micros, max(remaining, 0), amount)
+        return None
+
+    def _hold(
+        self,
+        reservation_id: str,
+        budgets: Sequence[BudgetLimit],
+        amount: int,
+        owner: str,
+        now: int,
+    ) -> None:
+        for budget in budgets:
+            self._budgets.setdefault(budget.key, _Budget()).reserved += amount
+            if budget.expires_at is not None:
+                self._budget_expiry.set(budget.key, epoch_ms(budget.expires_at) * 1000)
+        self._reservations[reservation_id] = OpenReservation(
+            reservation_id,
+            owner,
+            amount,
+            tuple(budget.key for budget in budgets),
+            from_epoch_us(now),
+        )
 
     async def settle(self, reservation_id: str, actual_micros: int) -> bool:
         check_count("actual_micros", actual_micros)
         with self._lock:
+            return self._settle(reservation_id, actual_micros, self._begin())
+
+    async def settle_many(self, settlements: Sequence[tuple[str, int]]) -> list[bool]:
+        for _, actual_micros in settlements:
+            check_count("actual_micros", actual_micros)
+        with self._lock:
             now = self._begin()
-            reservation = self._reservations.pop(reservation_id, None)
-            if reservation is None:
-                return False
-            for key in reservation.budget_keys:
-                # A budget whose window has ended is gone; nothing is counted there.
-                state = self._budgets.get(key)
-                if state is not None:
-                    state.reserved -= reservation.amount_micros
-                    state.spent += actual_micros
-            self._settled.set(reservation_id, now + self._settled_ttl_us)
-            return True
+            return [self._settle(id_, actual, now) for id_, actual in settlements]
+
+    def _settle(self, reservation_id: str, actual_micros: int, now: int) -> bool:
+        reservation = self._reservations.pop(reservation_id, None)
+        if reservation is None:
+            return False
+        for key in reservation.budget_keys:
+            # A budget whose window has ended is gone; nothing is counted there.
+            state = self._budgets.get(key)
+            if state is not None:
+                state.reserved -= reservation.amount_micros
+                state.spent += actual_micros
+        self._settled.set(reservation_id, now + self._settled_ttl_us)
+        return True
 
     async def open_reservations(self, owner: str | None = None) -> list[OpenReservation]:
         with self._lock:
@@ -163,47 +201,62 @@ class MemoryCounterStore:
         check_windows(windows)
         with self._lock:
             now = self._begin()
-            logs = [self._logs.get(window.key, SlidingLog()) for window in windows]
-            refusal: Throttled | None = None
-            for window, log in zip(windows, logs, strict=True):
-                log.prune(now - window.window_us)
-                if request_id in log.amounts or log.total + window.amount <= window.limit:
-                    continue
-                retry_us = log.retry_after_us(window.amount, window.limit, window.window_us, now)
-                throttled = Throttled(
+            logs, refusal = self._rate_refusal(request_id, windows, now)
+            if refusal is not None:
+                return refusal
+            return self._log(request_id, windows, logs, now)
+
+    def _rate_refusal(
+        self, request_id: str, windows: Sequence[RateWindow], now: int
+    ) -> tuple[list[SlidingLog], Throttled | None]:
+        """The windows' logs, pruned, and the refusal of the one that frees up last, if any."""
+        logs = [self._logs.get(window.key, SlidingLog()) for window in windows]
+        refusal: Throttled | None = None
+        for window, log in zip(windows, logs, strict=True):
+            log.prune(now - window.window_us)
+            if request_id in log.amounts or log.total + window.amount <= window.limit:
+                continue
+            retry_us = log.retry_after_us(window.amount, window.limit, window.window_us, now)
+            throttled = Throttled(
+                window.key,
+                window.limit,
+                max(window.limit - log.total, 0),
+                window.amount,
+                None if retry_us is None else retry_us / 1_000_000,
+            )
+            if refusal is None or _frees_later(throttled, refusal):
+                refusal = throttled
+        return logs, refusal
+
+    def _log(
+        self, request_id: str, windows: Sequence[RateWindow], logs: list[SlidingLog], now: int
+    ) -> Admitted:
+        states = []
+        for window, log in zip(windows, logs, strict=True):
+            if request_id not in log.amounts:
+                at = log.append(now, request_id, window.amount)
+                self._logs[window.key] = log
+                self._log_expiry.set(window.key, at + window.window_us)
+            newest = log.newest or now
+            states.append(
+                WindowState(
                     window.key,
                     window.limit,
                     max(window.limit - log.total, 0),
-                    window.amount,
-                    None if retry_us is None else retry_us / 1_000_000,
+                    (newest + window.window_us - now) / 1_000_000,
                 )
-                if refusal is None or _frees_later(throttled, refusal):
-                    refusal = throttled
-            if refusal is not None:
-                return refusal
-            states = []
-            for window, log in zip(windows, logs, strict=True):
-                if request_id not in log.amounts:
-                    at = log.append(now, request_id, window.amount)
-                    self._logs[window.key] = log
-                    self._log_expiry.set(window.key, at + window.window_us)
-                newest = log.newest or now
-                states.append(
-                    WindowState(
-                        window.key,
-                        window.limit,
-                        max(window.limit - log.total, 0),
-                        (newest + window.window_us - now) / 1_000_000,
-                    )
-                )
-            return Admitted(tuple(states))
+            )
+        return Admitted(tuple(states))
 
     async def adjust(self, request_id: str, key: str, actual_amount: int) -> bool:
         check_count("actual_amount", actual_amount)
         with self._lock:
             self._begin()
-            log = self._logs.get(key)
-            return log is not None and log.adjust(request_id, actual_amount)
+            return self._adjust(request_id, key, actual_amount)
+
+    def _adjust(self, request_id: str, key: str, actual_amount: int) -> bool:
+        log = self._logs.get(key)
+        return log is not None and log.adjust(request_id, actual_amount)
 
     async def enter(self, key: str, cap: int, lease_id: str, ttl_s: float) -> bool:
         check_key("lease_id", lease_id)
@@ -212,24 +265,88 @@ class MemoryCounterStore:
             raise ValueError("ttl_s must be positive")
         with self._lock:
             now = self._begin()
-            leases = self._leases.get(key, _Leases())
-            leases.prune(now)
-            if lease_id not in leases.expiry and len(leases.expiry) >= cap:
+            leases = self._live_leases(key, now)
+            if not leases.admits(lease_id, cap):
                 return False
-            until = now + round(ttl_s * 1_000_000)
-            leases.hold(lease_id, until)
-            self._leases[key] = leases
-            self._lease_expiry.set(key, max(until, self._lease_expiry.get(key) or 0))
+            self._take(key, leases, lease_id, round(ttl_s * 1_000_000), now)
             return True
+
+    def _live_leases(self, key: str, now: int) -> _Leases:
+        leases = self._leases.get(key, _Leases())
+        leases.prune(now)
+        return leases
+
+    def _take(self, key: str, leases: _Leases, lease_id: str, ttl_us: int, now: int) -> None:
+        until = now + ttl_us
+        leases.hold(lease_id, until)
+        self._leases[key] = leases
+        self._lease_expiry.set(key, max(until, self._lease_expiry.get(key) or 0))
 
     async def leave(self, key: str, lease_id: str) -> bool:
         with self._lock:
+            return self._leave(key, lease_id, self._begin())
+
+    def _leave(self, key: str, lease_id: str, now: int) -> bool:
+        leases = self._leases.get(key)
+        if leases is None:
+            return False
+        leases.prune(now)
+        return leases.expiry.pop(lease_id, None) is not None
+
+    async def admit_request(
+        self,
+        request_id: str,
+        *,
+        lease: LeaseRequest | None,
+        windows: Sequence[RateWindow],
+        budgets: Sequence[BudgetLimit],
+        amount_micros: int,
+        owner: str,
+    ) -> AdmissionResult:
+        check_key("request_id", request_id)
+        check_key("owner", owner)
+        check_count("amount_micros", amount_micros)
+        check_windows(windows, allow_none=True)
+        check_budgets(budgets)
+        with self._lock:
             now = self._begin()
-            leases = self._leases.get(key)
-            if leases is None:
-                return False
-            leases.prune(now)
-            return leases.expiry.pop(lease_id, None) is not None
+            reserved = self._is_open(request_id)
+            if lease is not None and not self._live_leases(lease.key, now).admits(
+                request_id, lease.cap
+            ):
+                return LeaseRefused(lease.key, lease.cap)
+            logs, throttled = self._rate_refusal(request_id, windows, now)
+            if throttled is not None:
+                return throttled
+            if not reserved:
+                over = self._budget_refusal(budgets, amount_micros)
+                if over is not None:
+                    return over
+            # Everything fits: nothing above changed a counter, everything below takes one.
+            if lease is not None:
+                leases = self._live_leases(lease.key, now)
+                self._take(lease.key, leases, request_id, lease.ttl_us, now)
+            admitted = self._log(request_id, windows, logs, now)
+            if not reserved:
+                self._hold(request_id, budgets, amount_micros, owner, now)
+            return admitted
+
+    async def finish_request(
+        self,
+        request_id: str,
+        *,
+        lease_key: str | None,
+        tpm_adjustments: Sequence[tuple[str, int]],
+    ) -> Finished:
+        for _, actual_amount in tpm_adjustments:
+            check_count("actual_amount", actual_amount)
+        with self._lock:
+            now = self._begin()
+            adjusted = tuple(
+                self._adjust(request_id, key, amount) for key, amount in tpm_adjustments
+            )
+            left = lease_key is not None and self._leave(lease_key, request_id, now)
+            return Finished(adjusted, left)
 
     async def aclose(self) -> None:
         return None

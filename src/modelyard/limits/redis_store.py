@@ -19,6 +19,8 @@ Cluster so that every script's keys share a slot):
     cc:<key>              sorted set: lease id by expiry (µs)
 
 Reading open reservations is not atomic: one settled meanwhile may be missing from the answer.
+`admit_request` and `finish_request` are one script each; `settle_many` reads the reservations
+of up to `SETTLE_CHUNK` settlements in one pipeline, then settles them in one script.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ from modelyard.limits import lua
 from modelyard.limits.errors import CounterStoreUnavailable, ReservationSettled
 from modelyard.limits.memory_store import SETTLED_TTL_S
 from modelyard.limits.values import (
+    AdmissionResult,
     Admitted,
     BudgetLimit,
     BudgetState,
+    Finished,
+    LeaseRefused,
+    LeaseRequest,
     OpenReservation,
     OverBudget,
     RateWindow,
@@ -57,6 +63,8 @@ from modelyard.limits.values import (
 )
 
 _UNAVAILABLE = "Budgets and rate limits cannot be checked: the counter store is unavailable."
+# Settlements per `settle_many` script: a bound on how long one script holds Redis.
+SETTLE_CHUNK = 100
 
 
 class RedisCounterStore:
@@ -91,6 +99,9 @@ class RedisCounterStore:
         self._adjust = register(lua.ADJUST)
         self._enter = register(lua.ENTER)
         self._leave = register(lua.LEAVE)
+        self._settle_many = register(lua.SETTLE_MANY)
+        self._admit_request = register(lua.ADMIT_REQUEST)
+        self._finish_request = register(lua.FINISH_REQUEST)
 
     @asynccontextmanager
     async def _asking(self) -> AsyncIterator[None]:
@@ -132,10 +143,8 @@ class RedisCounterStore:
             owner,
             amount_micros,
             json.dumps([budget.key for budget in budgets]),
+            *_budget_args(budgets),
         ]
-        for budget in budgets:
-            expires = "" if budget.expires_at is None else epoch_ms(budget.expires_at)
-            args += [budget.limit_micros, expires]
         async with self._asking():
             reply = await self._reserve(keys=keys, args=args)
         status = int(reply[0])
@@ -211,23 +220,8 @@ class RedisCounterStore:
         async with self._asking():
             reply: list[Any] = await self._admit(keys=keys, args=args)
         if int(reply[0]) == 0:
-            window = windows[int(reply[1]) - 1]
-            retry_us = int(reply[3])
-            return Throttled(
-                window.key,
-                window.limit,
-                int(reply[2]),
-                window.amount,
-                None if retry_us < 0 else retry_us / 1_000_000,
-            )
-        return Admitted(
-            tuple(
-                WindowState(window.key, window.limit, int(remaining), int(reset_us) / 1_000_000)
-                for window, remaining, reset_us in zip(
-                    windows, reply[1::2], reply[2::2], strict=True
-                )
-            )
-        )
+            return _throttled(windows, reply[1:])
+        return _admitted(windows, reply[1:])
 
     async def adjust(self, request_id: str, key: str, actual_amount: int) -> bool:
         check_count("actual_amount", actual_amount)
@@ -251,5 +245,140 @@ class RedisCounterStore:
             released = await self._leave(keys=[self._key("cc", key)], args=[lease_id])
         return int(released) == 1
 
+    async def admit_request(
+        self,
+        request_id: str,
+        *,
+        lease: LeaseRequest | None,
+        windows: Sequence[RateWindow],
+        budgets: Sequence[BudgetLimit],
+        amount_micros: int,
+        owner: str,
+    ) -> AdmissionResult:
+        check_key("request_id", request_id)
+        check_key("owner", owner)
+        check_count("amount_micros", amount_micros)
+        check_windows(windows, allow_none=True)
+        check_budgets(budgets)
+        keys = self._reservation_keys(request_id, owner)
+        args: list[str | int] = [
+            request_id,
+            owner,
+            amount_micros,
+            json.dumps([budget.key for budget in budgets]),
+            "" if lease is None else lease.cap,
+            0 if lease is None else lease.ttl_us,
+            len(windows),
+        ]
+        if lease is not None:
+            keys.append(self._key("cc", lease.key))
+        for window in windows:
+            keys += self._log_keys(window.key)
+            args += [window.limit, window.window_us, window.amount]
+        keys += [self._key("b", budget.key) for budget in budgets]
+        args += _budget_args(budgets)
+        async with self._asking():
+            reply: list[Any] = await self._admit_request(keys=keys, args=args)
+        status = int(reply[0])
+        if status == 2:
+            raise ReservationSettled(request_id)
+        if status == 3:
+            assert lease is not None  # the script refuses no lease it was not given
+            return LeaseRefused(lease.key, lease.cap)
+        if status == 4:
+            return _throttled(windows, reply[1:])
+        if status == 5:
+            budget = budgets[int(reply[1]) - 1]
+            return OverBudget(budget.key, budget.limit_micros, int(reply[2]), amount_micros)
+        return _admitted(windows, reply[1:])
+
+    async def finish_request(
+        self,
+        request_id: str,
+        *,
+        lease_key: str | None,
+        tpm_adjustments: Sequence[tuple[str, int]],
+    ) -> Finished:
+        keys: list[str] = [] if lease_key is None else [self._key("cc", lease_key)]
+        args: list[str | int] = [request_id, 0 if lease_key is None else 1]
+        for key, actual_amount in tpm_adjustments:
+            check_count("actual_amount", actual_amount)
+            keys += self._log_keys(key)
+            args.append(actual_amount)
+        if not keys:
+            return Finished((), left=False)
+        async with self._asking():
+            reply: list[Any] = await self._finish_request(keys=keys, args=args)
+        return Finished(tuple(int(done) == 1 for done in reply[1:]), left=int(reply[0]) == 1)
+
+    async def settle_many(self, settlements: Sequence[tuple[str, int]]) -> list[bool]:
+        for _, actual_micros in settlements:
+            check_count("actual_micros", actual_micros)
+        settled: list[bool] = []
+        for start in range(0, len(settlements), SETTLE_CHUNK):
+            settled += await self._settle_chunk(settlements[start : start + SETTLE_CHUNK])
+        return settled
+
+    async def _settle_chunk(self, settlements: Sequence[tuple[str, int]]) -> list[bool]:
+        # As `settle`: read each record's owner and budgets to name the keys, and let the
+        # script check each record is still the one read.
+        settled = [False] * len(settlements)
+        sent: list[int] = []
+        keys: list[str] = []
+        args: list[str | int] = [self._settled_ttl_ms]
+        async with self._asking():
+            pipe = self._redis.pipeline(transaction=False)
+            for reservation_id, _ in settlements:
+                pipe.hmget(self._key("r", reservation_id), ["owner", "budgets"])
+            records: list[list[str | None]] = await pipe.execute()
+            for index, ((reservation_id, actual), (owner, budgets)) in enumerate(
+                zip(settlements, records, strict=True)
+            ):
+                if owner is None or budgets is None:
+                    continue  # not open
+                budget_keys = json.loads(budgets)
+                keys += self._reservation_keys(reservation_id, owner)
+                keys += [self._key("b", key) for key in budget_keys]
+                args += [reservation_id, actual, owner, budgets, len(budget_keys)]
+                sent.append(index)
+            replies: list[Any] = await self._settle_many(keys=keys, args=args) if sent else []
+        for index, reply in zip(sent, replies, strict=True):
+            if int(reply) == -1:  # the record changed since it was read: as `settle` does
+                settled[index] = await self.settle(*settlements[index])
+            else:
+                settled[index] = int(reply) == 1
+        return settled
+
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+def _budget_args(budgets: Sequence[BudgetLimit]) -> list[str | int]:
+    args: list[str | int] = []
+    for budget in budgets:
+        expires = "" if budget.expires_at is None else epoch_ms(budget.expires_at)
+        args += [budget.limit_micros, expires]
+    return args
+
+
+def _throttled(windows: Sequence[RateWindow], reply: list[Any]) -> Throttled:
+    """From the script's [window index, remaining, retry after (µs; -1 for never)]."""
+    window = windows[int(reply[0]) - 1]
+    retry_us = int(reply[2])
+    return Throttled(
+        window.key,
+        window.limit,
+        int(reply[1]),
+        window.amount,
+        None if retry_us < 0 else retry_us / 1_000_000,
+    )
+
+
+def _admitted(windows: Sequence[RateWindow], reply: list[Any]) -> Admitted:
+    """From the script's [remaining, reset (µs)] per window."""
+    return Admitted(
+        tuple(
+            WindowState(window.key, window.limit, int(remaining), int(reset_us) / 1_000_000)
+            for window, remaining, reset_us in zip(windows, reply[0::2], reply[1::2], strict=True)
+        )
+    )

@@ -20,6 +20,12 @@ already in a log is not counted there again, so retrying an admission is safe.
 Concurrency. At most `cap` leases per key; a lease expires after its ttl unless entered again,
 which renews it.
 
+Composites. `admit_request` is `enter` + `admit` + `reserve` as one atomic step (one round trip
+on Redis) with the request id as lease, log and reservation id: every step fits and all are
+taken, or the first to refuse (lease, then windows, then budgets) is answered and nothing is
+held or logged. `finish_request` is the `adjust`s and `leave` after a request, in one step, and
+`settle_many` settles a batch as `settle` does each, in order.
+
 Every method raises `CounterStoreUnavailable` when the store cannot be asked: never admit blind.
 """
 
@@ -29,9 +35,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from modelyard.limits.values import (
+    AdmissionResult,
     Admitted,
     BudgetLimit,
     BudgetState,
+    Finished,
+    LeaseRequest,
     OpenReservation,
     OverBudget,
     RateWindow,
@@ -77,5 +86,39 @@ class CounterStore(Protocol):
         ...
 
     async def leave(self, key: str, lease_id: str) -> bool: ...
+
+    async def admit_request(
+        self,
+        request_id: str,
+        *,
+        lease: LeaseRequest | None,
+        windows: Sequence[RateWindow],
+        budgets: Sequence[BudgetLimit],
+        amount_micros: int,
+        owner: str,
+    ) -> AdmissionResult:
+        """Take the lease, log the request in every window and reserve on every budget, or do
+        none of it and answer the first refusal. Windows may be empty (then `Admitted(())`).
+
+        Safe to retry: a lease held is renewed, a logged window not counted again, an open
+        reservation left as it is (its budgets are not checked again). Raises
+        `ReservationSettled` for an id settled within the store's memory, holding nothing.
+        """
+        ...
+
+    async def finish_request(
+        self,
+        request_id: str,
+        *,
+        lease_key: str | None,
+        tpm_adjustments: Sequence[tuple[str, int]],
+    ) -> Finished:
+        """`adjust` the request's amount under each (key, actual amount), then `leave` the lease
+        it holds on `lease_key`, atomically."""
+        ...
+
+    async def settle_many(self, settlements: Sequence[tuple[str, int]]) -> list[bool]:
+        """`settle` each (reservation id, actual amount) in order; True where it was open."""
+        ...
 
     async def aclose(self) -> None: ...

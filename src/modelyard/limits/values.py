@@ -160,15 +160,60 @@ class Throttled:
         )
 
 
+@dataclass(frozen=True)
+class LeaseRequest:
+    """A concurrency lease an admission takes (or renews) under its request id."""
+
+    key: str
+    cap: int
+    ttl_s: float
+
+    def __post_init__(self) -> None:
+        check_key("a lease key", self.key)
+        check_count("cap", self.cap)
+        if self.ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+
+    @property
+    def ttl_us(self) -> int:
+        return round(self.ttl_s * 1_000_000)
+
+
+@dataclass(frozen=True)
+class LeaseRefused:
+    """The concurrency cap that refused: `cap` live leases are held on the key."""
+
+    key: str
+    cap: int
+
+    @property
+    def reason(self) -> str:
+        return f"concurrency limit '{self.key}' allows {self.cap} at once and all are taken"
+
+
+# What one `admit_request` answers: everything held, or the first step that refused (lease,
+# then rate windows, then budgets) and nothing held.
+AdmissionResult = Admitted | LeaseRefused | Throttled | OverBudget
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What `finish_request` found: for each token adjustment whether the request was still in
+    that log, and whether a live lease was released."""
+
+    adjusted: tuple[bool, ...]
+    left: bool
+
+
 def check_budgets(budgets: Sequence[BudgetLimit]) -> None:
     keys = [budget.key for budget in budgets]
     if len(set(keys)) != len(keys):
         raise ValueError(f"a budget key appears twice: {keys}")
 
 
-def check_windows(windows: Sequence[RateWindow]) -> None:
+def check_windows(windows: Sequence[RateWindow], *, allow_none: bool = False) -> None:
     keys = [window.key for window in windows]
-    if not keys:
+    if not keys and not allow_none:
         raise ValueError("an admission needs at least one window")
     if len(set(keys)) != len(keys):
         raise ValueError(f"a rate limit key appears twice: {keys}")

@@ -1,10 +1,11 @@
 """Admission and settlement of one request: the ledger slot, the concurrency cap, rate limits and
 budgets before the model is called; one usage record after, whatever the ending.
 
-Before: a slot in the ledger writer (so the record can never be dropped), a concurrency lease,
-the sliding-minute request and token windows of the key, the project and the deployment, and a
-reservation of the worst-case cost against every budget of the key and the project. Each step is
-undone if a later one refuses. Any counter store failure refuses the request (fail closed).
+Before: a slot in the ledger writer (so the record can never be dropped), then in one atomic
+counter-store call a concurrency lease, the sliding-minute request and token windows of the key,
+the project and the deployment, and a reservation of the worst-case cost against every budget of
+the key and the project: all are taken, or the first to refuse is answered and none is. Any
+counter store failure refuses the request (fail closed).
 
 After: the usage of every generation the request opened (a repair attempt is another) is added
 up once the request is over and every generation has reported, streamed tokens and abandoned
@@ -37,6 +38,8 @@ from modelyard.limits.values import (
     MAX_COUNT,
     Admitted,
     BudgetLimit,
+    LeaseRefused,
+    LeaseRequest,
     OverBudget,
     RateWindow,
     Throttled,
@@ -147,22 +150,44 @@ class AdmissionControl:
         )
         if not self._enabled:
             return admission
+        scopes = self._scopes(admission)
+        lease = self._lease(admission)
+        windows = _rate_windows(scopes, admission.deployment, prompt_bound + max_output_tokens)
+        tpm_keys = tuple(w.key for w in windows if w.key.startswith("tpm:"))
+        # Every period of every scope is reserved against, limited or not: the counters then
+        # always know the spend of the current windows (a budget set at noon counts the
+        # morning), and every request leaves an open reservation to reconcile if a replica dies.
+        budgets = [
+            BudgetLimit(key, limit if limit is not None else MAX_COUNT, expires_at)
+            for key, limit, expires_at in budget_keys(scopes, admission.created_at)
+        ]
         if not self._writer.claim_slot():
             raise ServiceUnavailable(
                 "The usage ledger is behind (the database is slow or away); retry shortly.",
                 retry_after_s=2,
             )
-        steps_done: list[str] = []
         try:
-            await self._enter(admission)
-            steps_done.append("lease")
-            await self._rate_limits(admission, prompt_bound + max_output_tokens)
-            steps_done.append("rates")
-            await self._reserve(admission)
+            result = await self._counters.admit_request(
+                request_id,
+                lease=lease,
+                windows=windows,
+                budgets=budgets,
+                amount_micros=worst,
+                owner=self._owner,
+            )
         except BaseException:
             self._writer.release_slot()
-            await self._undo(admission, steps_done)
+            # The store may have admitted before the answer was lost (a timeout, a client gone
+            # mid-call): give back the lease and the token estimates, without waiting for it.
+            lease_key = None if lease is None else lease.key
+            self._spawn(self._release(request_id, lease_key, tpm_keys, 0))
             raise
+        if not isinstance(result, Admitted):
+            self._writer.release_slot()
+            raise _refusal(result)
+        admission.lease_key = None if lease is None else lease.key
+        admission.tpm_keys = tpm_keys
+        admission.headers.update(_ratelimit_headers(result))
         return admission
 
     def _scopes(self, admission: Admission) -> list[tuple[str, str, SpendingLimits]]:
@@ -172,83 +197,14 @@ class AdmissionControl:
             scopes.append(("key", principal.key_id))
         return [(s, i, self._directory.limits_of(s, i)) for s, i in scopes]
 
-    async def _enter(self, admission: Admission) -> None:
+    def _lease(self, admission: Admission) -> LeaseRequest | None:
         key_id = admission.principal.key_id
         if key_id is None:
-            return
+            return None
         cap = self._directory.limits_of("key", key_id).max_concurrent
         if cap is None:
-            return
-        lease_key = f"concurrency:key:{key_id}"
-        if not await self._counters.enter(lease_key, cap, admission.request_id, LEASE_TTL_S):
-            raise RateLimited(
-                f"Too many requests in flight for this key (at most {cap} at once).",
-                retry_after_s=1,
-            )
-        admission.lease_key = lease_key
-
-    async def _rate_limits(self, admission: Admission, token_estimate: int) -> None:
-        windows: list[RateWindow] = []
-        limited = [
-            (s, i, lim.requests_per_minute, lim.tokens_per_minute)
-            for s, i, lim in self._scopes(admission)
-        ]
-        deployment_limits = admission.deployment.limits
-        limited.append(
-            (
-                "deployment",
-                admission.deployment.id,
-                deployment_limits.requests_per_minute,
-                deployment_limits.tokens_per_minute,
-            )
-        )
-        for scope, scope_id, rpm, tpm in limited:
-            if rpm is not None:
-                windows.append(RateWindow(f"rpm:{scope}:{scope_id}", rpm, 1))
-            if tpm is not None:
-                windows.append(RateWindow(f"tpm:{scope}:{scope_id}", tpm, min(token_estimate, tpm)))
-        if not windows:
-            return
-        result = await self._counters.admit(admission.request_id, windows)
-        if isinstance(result, Throttled):
-            retry = result.retry_after_s
-            raise RateLimited(
-                f"Rate limit reached: {result.reason}.",
-                retry_after_s=max(1, int(retry + 0.999)) if retry is not None else 60,
-                headers=_throttled_headers(result),
-            )
-        admission.tpm_keys = tuple(w.key for w in windows if w.key.startswith("tpm:"))
-        admission.headers.update(_ratelimit_headers(result))
-
-    async def _reserve(self, admission: Admission) -> None:
-        # Every period of every scope is reserved against, limited or not: the counters then
-        # always know the spend of the current windows (a budget set at noon counts the
-        # morning), and every request leaves an open reservation to reconcile if a replica dies.
-        budgets = [
-            BudgetLimit(key, limit if limit is not None else MAX_COUNT, expires_at)
-            for key, limit, expires_at in budget_keys(self._scopes(admission), admission.created_at)
-        ]
-        result = await self._counters.reserve(
-            admission.request_id, budgets, admission.reserved_micros, self._owner
-        )
-        if isinstance(result, OverBudget):
-            raise InsufficientQuota(
-                f"Budget exceeded: {_budget_words(result)}. Remaining: "
-                f"${dollars(result.remaining_micros)}; this request may cost up to "
-                f"${dollars(result.requested_micros)}.",
-                retry_after_s=60,
-                headers={"x-modelyard-budget-remaining-usd": dollars(result.remaining_micros)},
-            )
-
-    async def _undo(self, admission: Admission, steps: Sequence[str]) -> None:
-        try:
-            if "rates" in steps:
-                for key in admission.tpm_keys:
-                    await self._counters.adjust(admission.request_id, key, 0)
-            if admission.lease_key is not None:
-                await self._counters.leave(admission.lease_key, admission.request_id)
-        except Exception as exc:  # leases expire and windows age out by themselves
-            log.warning("admission: undo failed (%s)", type(exc).__name__)
+            return None
+        return LeaseRequest(f"concurrency:key:{key_id}", cap, LEASE_TTL_S)
 
     def record(self, admission: Admission, usage: Usage, status: int, client_left: bool) -> None:
         if not self._enabled:
@@ -281,23 +237,77 @@ class AdmissionControl:
 
     async def _after(self, admission: Admission, usage: Usage) -> None:
         """Replace token estimates with what was counted, and free the concurrency lease."""
+        await self._release(
+            admission.request_id, admission.lease_key, admission.tpm_keys, usage.total_tokens
+        )
+
+    async def _release(
+        self, request_id: str, lease_key: str | None, tpm_keys: Sequence[str], tokens: int
+    ) -> None:
+        if lease_key is None and not tpm_keys:
+            return
         try:
-            for key in admission.tpm_keys:
-                await self._counters.adjust(admission.request_id, key, usage.total_tokens)
-            if admission.lease_key is not None:
-                await self._counters.leave(admission.lease_key, admission.request_id)
+            await self._counters.finish_request(
+                request_id,
+                lease_key=lease_key,
+                tpm_adjustments=[(key, tokens) for key in tpm_keys],
+            )
         except Exception as exc:  # the lease expires and the window ages out regardless
             log.warning("admission: releasing limits failed (%s)", type(exc).__name__)
 
     async def settle_written(self, records: Sequence[UsageRecord]) -> None:
         """The ledger writer's hook: a committed record settles its reservation."""
-        for record in records:
-            await self._counters.settle(record.request_id, record.cost_micros)
+        await self._counters.settle_many([(r.request_id, r.cost_micros) for r in records])
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _rate_windows(
+    scopes: Sequence[tuple[str, str, SpendingLimits]], deployment: Deployment, token_estimate: int
+) -> list[RateWindow]:
+    """The request and token windows of each scope and of the deployment that are limited."""
+    limited = [(s, i, lim.requests_per_minute, lim.tokens_per_minute) for s, i, lim in scopes]
+    limited.append(
+        (
+            "deployment",
+            deployment.id,
+            deployment.limits.requests_per_minute,
+            deployment.limits.tokens_per_minute,
+        )
+    )
+    windows: list[RateWindow] = []
+    for scope, scope_id, rpm, tpm in limited:
+        if rpm is not None:
+            windows.append(RateWindow(f"rpm:{scope}:{scope_id}", rpm, 1))
+        if tpm is not None:
+            windows.append(RateWindow(f"tpm:{scope}:{scope_id}", tpm, min(token_estimate, tpm)))
+    return windows
+
+
+def _refusal(result: LeaseRefused | Throttled | OverBudget) -> RateLimited | InsufficientQuota:
+    """The error a client sees for the counter store's refusal."""
+    if isinstance(result, LeaseRefused):
+        return RateLimited(
+            f"Too many requests in flight for this key (at most {result.cap} at once).",
+            retry_after_s=1,
+        )
+    if isinstance(result, Throttled):
+        retry = result.retry_after_s
+        return RateLimited(
+            f"Rate limit reached: {result.reason}.",
+            retry_after_s=max(1, int(retry + 0.999)) if retry is not None else 60,
+            headers=_throttled_headers(result),
+        )
+    return InsufficientQuota(
+        f"Budget exceeded: {_budget_words(result)}. Remaining: "
+        f"${dollars(result.remaining_micros)}; this request may cost up to "
+        f"${dollars(result.requested_micros)}.",
+        retry_after_s=60,
+        headers={"x-modelyard-budget-remaining-usd": dollars(result.remaining_micros)},
+    )
 
 
 def budget_keys(
