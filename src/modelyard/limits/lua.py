@@ -321,7 +321,7 @@ if status == 0 then
 end
 -- Every step fits: nothing above changed a counter, everything below takes one.
 if leases then take_lease(leases, id, tonumber(ARGV[6]), now) end
-local result = log_request(windows, w, 7, id, now, used, present, {1})
+local result = log_request(windows, w, 7, id, now, used, present, {1, now})
 if status == 0 then hold(0, budgets, b, a, id, ARGV[2], ARGV[3], ARGV[4], now) end
 return result
 """

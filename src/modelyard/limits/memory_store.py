@@ -329,7 +329,7 @@ class MemoryCounterStore:
             admitted = self._log(request_id, windows, logs, now)
             if not reserved:
                 self._hold(request_id, budgets, amount_micros, owner, now)
-            return admitted
+            return Admitted(admitted.windows, from_epoch_us(now))
 
     async def finish_request(
         self,

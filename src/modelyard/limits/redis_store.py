@@ -290,7 +290,8 @@ class RedisCounterStore:
         if status == 5:
             budget = budgets[int(reply[1]) - 1]
             return OverBudget(budget.key, budget.limit_micros, int(reply[2]), amount_micros)
-        return _admitted(windows, reply[1:])
+        admitted = _admitted(windows, reply[2:])
+        return Admitted(admitted.windows, from_epoch_us(int(reply[1])))
 
     async def finish_request(
         self,

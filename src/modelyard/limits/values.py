@@ -133,6 +133,9 @@ class WindowState:
 @dataclass(frozen=True)
 class Admitted:
     windows: tuple[WindowState, ...]
+    # The store's clock when it admitted the request (`admit_request` only): the time the
+    # usage record carries, so the ledger and the limiter agree on which window it fell in.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,8 @@ class AdmissionControl:
             raise _refusal(result)
         admission.lease_key = None if lease is None else lease.key
         admission.tpm_keys = tpm_keys
+        if result.at is not None:
+            admission.created_at = result.at
         admission.headers.update(_ratelimit_headers(result))
         return admission
 
