@@ -8,7 +8,7 @@ why, in words a client can be shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 # The largest integer a double holds exactly: Lua numbers in Redis are doubles.
@@ -135,7 +135,7 @@ class Admitted:
     windows: tuple[WindowState, ...]
     # The store's clock when it admitted the request (`admit_request` only): the time the
     # usage record carries, so the ledger and the limiter agree on which window it fell in.
-    at: datetime | None = None
+    at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
