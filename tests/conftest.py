@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import openai
@@ -29,10 +29,15 @@ def client(gateway: GatewayProcess) -> openai.OpenAI:
 
 
 @pytest.fixture()
-def async_client(gateway: GatewayProcess) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
+async def async_client(
+    gateway: GatewayProcess, anyio_backend: str
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    """Closed on the test's own event loop: left to the garbage collector, its connections
+    would be closed later, on a loop that no longer exists, failing some other test."""
+    async with openai.AsyncOpenAI(
         base_url=f"{gateway.base_url}/v1", api_key=gateway.admin_key, max_retries=0
-    )
+    ) as client:
+        yield client
 
 
 @pytest.fixture()

@@ -202,10 +202,23 @@ def test_langchain_structured_output_from_a_json_schema_returns_a_valid_dict(
 
 @pytest.mark.anyio
 async def test_langchain_async_structured_output_returns_the_model(
-    chat_model: ChatOpenAI,
+    gateway: GatewayProcess,
 ) -> None:
-    structured = chat_model.with_structured_output(Weather)
-    assert isinstance(await structured.ainvoke("It is 5 degrees and snowing in Oslo."), Weather)
+    # An async client of this test's own event loop: LangChain's default one is cached across
+    # tests, and its connections would be closed later on a loop that no longer exists.
+    async with openai.DefaultAsyncHttpxClient() as http_async_client:
+        model = ChatOpenAI(
+            base_url=f"{gateway.base_url}/v1",
+            api_key=gateway.admin_key,
+            model="smollm2",
+            max_retries=0,
+            temperature=0,
+            max_tokens=MAX_TOKENS,
+            http_async_client=http_async_client,
+        )
+        structured = model.with_structured_output(Weather)
+        answer = await structured.ainvoke("It is 5 degrees and snowing in Oslo.")
+    assert isinstance(answer, Weather)
 
 
 @pytest.mark.parametrize("tool_choice", ["get_weather", "any", "required"])

@@ -185,9 +185,10 @@ def test_repeated_verification_is_served_from_cache_and_copies_grants(
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"exp": int(time.time()) - 120}, "token expired"),
-        ({"nbf": int(time.time()) + 300}, "not yet valid"),
-        ({"iat": int(time.time()) + 300}, "not yet valid"),
+        # Times are offsets from now, resolved when the test runs (not when it is collected).
+        ({"exp": -120}, "token expired"),
+        ({"nbf": 300}, "not yet valid"),
+        ({"iat": 300}, "not yet valid"),
         ({"exp": None}, "token has no 'exp' claim"),
         ({"exp": "9999999999"}, "'exp' is not a number"),
         ({"iss": "https://sts.example.com/tenant/"}, "issuer 'https://sts.example.com/tenant/'"),
@@ -200,7 +201,12 @@ def test_repeated_verification_is_served_from_cache_and_copies_grants(
 def test_claims_that_fail_are_refused_with_the_reason(
     verifier: TokenVerifier, rsa_key: SigningKey, changes: dict[str, Any], expected: str
 ) -> None:
-    assert expected in refusal(verifier, rsa_key.sign(**changes))
+    now = int(time.time())
+    claims = {
+        name: now + value if name in ("exp", "nbf", "iat") and isinstance(value, int) else value
+        for name, value in changes.items()
+    }
+    assert expected in refusal(verifier, rsa_key.sign(**claims))
 
 
 def test_leeway_accepts_a_token_expired_moments_ago(
