@@ -48,10 +48,11 @@ from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import build_registry
-from modelyard.serving.admin import AdminService, ensure_default_project
+from modelyard.serving.admin import AdminService
 from modelyard.serving.admission import AdmissionControl
 from modelyard.serving.chat import ChatService
 from modelyard.serving.content_log import ContentLog
+from modelyard.serving.default_project import ensure_default_project
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings

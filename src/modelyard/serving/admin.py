@@ -24,7 +24,7 @@ from modelyard.audit.log import AuditLog
 from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
 from modelyard.auth.directory_sync import bump_config_version
 from modelyard.auth.keys import compose_project_key, keyed_digest, new_key_id
-from modelyard.auth.principal import DEFAULT_PROJECT, Principal
+from modelyard.auth.principal import Principal
 from modelyard.catalog.catalog import Catalog
 from modelyard.db.schema import api_keys, projects, role_bindings, spending_limits
 from modelyard.errors import Conflict, InvalidParameter, ModelNotFound, NotFound
@@ -42,8 +42,16 @@ from modelyard.protocol.admin import (
     ProjectUpdate,
     iso,
 )
-
-JsonObject = dict[str, Any]
+from modelyard.serving.admin_shapes import (
+    JsonObject,
+    key_json,
+    key_row,
+    limits_json,
+    models_note,
+    project_json,
+    retention_note,
+    usd_to_micros,
+)
 
 
 class AdminService:
@@ -71,7 +79,7 @@ class AdminService:
 
     def list_projects(self, principal: Principal) -> JsonObject:
         visible = [
-            _project_json(p)
+            project_json(p)
             for p in sorted(self._directory.projects.values(), key=lambda p: p.id)
             if principal.role_in(p.id) is not None
             and role_allows(principal.role_in(p.id) or Role.VIEWER, Action.PROJECTS_READ)
@@ -79,7 +87,7 @@ class AdminService:
         return {"object": "list", "data": visible}
 
     def get_project(self, principal: Principal, project_id: str) -> JsonObject:
-        return _project_json(self._policy.require(principal, Action.PROJECTS_READ, project_id))
+        return project_json(self._policy.require(principal, Action.PROJECTS_READ, project_id))
 
     def create_project(self, principal: Principal, body: ProjectCreate) -> JsonObject:
         if not principal.is_owner():
@@ -108,14 +116,14 @@ class AdminService:
                     "projects.create",
                     f"project:{body.id}",
                     body.id,
-                    _retention_note(body.content_retention_days),
+                    retention_note(body.content_retention_days),
                 )
         except IntegrityError:
             # Another replica created it since this one last reloaded its view.
             raise Conflict(f"The project '{body.id}' already exists.", param="id") from None
         project = ProjectRecord.from_row(row)
         self._directory.put_project(project)
-        return _project_json(project)
+        return project_json(project)
 
     def update_project(
         self, principal: Principal, project_id: str, body: ProjectUpdate
@@ -143,9 +151,9 @@ class AdminService:
             changes["allowed_cidrs"] = _valid_cidrs(body.allowed_cidrs)
         if "content_retention_days" in sent:
             changes["content_retention_days"] = body.content_retention_days
-            notes.append(_retention_note(body.content_retention_days))
+            notes.append(retention_note(body.content_retention_days))
         if not changes:
-            return _project_json(project)
+            return project_json(project)
         with self._engine.begin() as connection:
             bump_config_version(connection)
             connection.execute(
@@ -167,7 +175,7 @@ class AdminService:
             )
         updated = ProjectRecord.from_row(row)
         self._directory.put_project(updated)
-        return _project_json(updated)
+        return project_json(updated)
 
     # -- members ----------------------------------------------------------------------------
 
@@ -252,14 +260,14 @@ class AdminService:
     def list_keys(self, principal: Principal, project_id: str) -> JsonObject:
         everyone = self._key_scope(principal, project_id)
         keys = [
-            _key_json(k)
+            key_json(k)
             for k in sorted(self._directory.keys.values(), key=lambda k: k.created_at)
             if k.project_id == project_id and (everyone or k.subject == principal.subject)
         ]
         return {"object": "list", "data": keys}
 
     def get_key(self, principal: Principal, project_id: str, key_id: str) -> JsonObject:
-        return _key_json(self._visible_key(principal, project_id, key_id))
+        return key_json(self._visible_key(principal, project_id, key_id))
 
     def create_key(self, principal: Principal, project_id: str, body: KeyCreate) -> JsonObject:
         self._key_scope(principal, project_id)
@@ -274,23 +282,23 @@ class AdminService:
         key, record = self._mint(principal, project_id, body.name, body.role, models, expires_at)
         with self._engine.begin() as connection:
             bump_config_version(connection)
-            connection.execute(insert(api_keys).values(**_key_row(record)))
+            connection.execute(insert(api_keys).values(**key_row(record)))
             self._record(
                 connection,
                 principal,
                 "keys.create",
                 f"key:{record.id}",
                 project_id,
-                f"role {record.role}, models {_models_note(models)}, "
+                f"role {record.role}, models {models_note(models)}, "
                 f"expires {iso(expires_at) or 'never'}",
             )
         self._directory.put_key(record)
-        return {**_key_json(record), "key": key}
+        return {**key_json(record), "key": key}
 
     def revoke_key(self, principal: Principal, project_id: str, key_id: str) -> JsonObject:
         record = self._managed_key(principal, project_id, key_id)
         if record.revoked_at is not None:
-            return _key_json(record)
+            return key_json(record)
         revoked = _replace_key(record, revoked_at=self._clock())
         with self._engine.begin() as connection:
             bump_config_version(connection)
@@ -303,7 +311,7 @@ class AdminService:
                 connection, principal, "keys.revoke", f"key:{key_id}", project_id, "revoked"
             )
         self._directory.put_key(revoked)
-        return _key_json(revoked)
+        return key_json(revoked)
 
     def rotate_key(
         self, principal: Principal, project_id: str, key_id: str, body: KeyRotate
@@ -347,7 +355,7 @@ class AdminService:
         retired = _replace_key(old, expires_at=old_end, replaced_by=new.id)
         with self._engine.begin() as connection:
             bump_config_version(connection)
-            connection.execute(insert(api_keys).values(**_key_row(new)))
+            connection.execute(insert(api_keys).values(**key_row(new)))
             connection.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id)
@@ -363,18 +371,18 @@ class AdminService:
             )
         self._directory.put_key(new)
         self._directory.put_key(retired)
-        return {**_key_json(new), "key": key, "replaces": _key_json(retired)}
+        return {**key_json(new), "key": key, "replaces": key_json(retired)}
 
     # -- spending limits --------------------------------------------------------------------
 
     def get_limits(self, principal: Principal, project_id: str, key_id: str | None) -> JsonObject:
         if key_id is None:
             self._policy.require(principal, Action.PROJECTS_READ, project_id)
-            return _limits_json(
+            return limits_json(
                 "project", project_id, self._directory.limits_of("project", project_id)
             )
         self._visible_key(principal, project_id, key_id)
-        return _limits_json("key", key_id, self._directory.limits_of("key", key_id))
+        return limits_json("key", key_id, self._directory.limits_of("key", key_id))
 
     def set_limits(
         self, principal: Principal, project_id: str, key_id: str | None, body: LimitsPut
@@ -416,7 +424,7 @@ class AdminService:
                 )
             )
             connection.execute(insert(spending_limits).values(**row))
-            described = _limits_json(scope, scope_id, limits)
+            described = limits_json(scope, scope_id, limits)
             self._record(
                 connection,
                 principal,
@@ -637,21 +645,6 @@ class AdminService:
         raise AccessDenied(Decision(False, action, resource, reason), principal.subject)
 
 
-def usd_to_micros(value: str) -> int:
-    whole, _, fraction = value.partition(".")
-    return int(whole) * 1_000_000 + int((fraction + "000000")[:6])
-
-
-def _limits_json(scope: str, scope_id: str, limits: SpendingLimits) -> JsonObject:
-    return {
-        "object": "limits",
-        "scope": scope,
-        "id": scope_id,
-        "budgets_usd": {str(p): dollars(v) for p, v in sorted(limits.budgets.items())},
-        **limits.rate_limits_json(),
-    }
-
-
 def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:
     if cidrs is None:
         return None
@@ -665,104 +658,5 @@ def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:
     return list(cidrs)
 
 
-def _retention_note(days: int | None) -> str:
-    return (
-        "content logging off (zero retention)"
-        if days is None
-        else f"content logging ON, kept {days} days"
-    )
-
-
-def _models_note(models: frozenset[str] | None) -> str:
-    return "all allowed" if models is None else ",".join(sorted(models))
-
-
-def _project_json(project: ProjectRecord) -> JsonObject:
-    return {
-        "id": project.id,
-        "object": "project",
-        "description": project.description,
-        "allowed_models": sorted(project.allowed_models)
-        if project.allowed_models is not None
-        else None,
-        "allowed_cidrs": list(project.allowed_cidrs) if project.allowed_cidrs is not None else None,
-        "content_retention_days": project.content_retention_days,
-        "created_at": iso(project.created_at),
-        "created_by": project.created_by,
-    }
-
-
-def _key_json(key: KeyRecord) -> JsonObject:
-    return {
-        "id": key.id,
-        "object": "api_key",
-        "project": key.project_id,
-        "name": key.name,
-        "subject": key.subject,
-        "role": key.role.value,
-        "models": sorted(key.models) if key.models is not None else None,
-        "created_at": iso(key.created_at),
-        "created_by": key.created_by,
-        "expires_at": iso(key.expires_at),
-        "revoked_at": iso(key.revoked_at),
-        "replaced_by": key.replaced_by,
-    }
-
-
-def _key_row(key: KeyRecord) -> JsonObject:
-    return {
-        "id": key.id,
-        "project_id": key.project_id,
-        "name": key.name,
-        "subject": key.subject,
-        "role": key.role.value,
-        "models": sorted(key.models) if key.models is not None else None,
-        "digest": key.digest,
-        "created_at": key.created_at,
-        "created_by": key.created_by,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-        "replaced_by": key.replaced_by,
-    }
-
-
 def _replace_key(key: KeyRecord, **changes: Any) -> KeyRecord:
     return dataclasses.replace(key, **changes)
-
-
-def ensure_default_project(engine: Engine, audit: AuditLog) -> None:
-    """The project the bootstrap admin key acts in; created, and audited, on first start."""
-    with engine.begin() as connection:
-        exists = connection.execute(
-            select(projects.c.id).where(projects.c.id == DEFAULT_PROJECT)
-        ).first()
-        if exists is not None:
-            return
-        bump_config_version(connection)
-        # Replicas first starting together queue on the lock the bump takes; look again.
-        if connection.execute(
-            select(projects.c.id).where(projects.c.id == DEFAULT_PROJECT)
-        ).first():
-            return
-        connection.execute(
-            insert(projects).values(
-                id=DEFAULT_PROJECT,
-                description="Created at first start; the bootstrap admin key acts here.",
-                allowed_models=None,
-                allowed_cidrs=None,
-                content_retention_days=None,
-                created_at=datetime.now(UTC),
-                created_by="system",
-            )
-        )
-        audit.append_in(
-            connection,
-            AuditEvent(
-                actor="system",
-                action="projects.create",
-                object=f"project:{DEFAULT_PROJECT}",
-                outcome="succeeded",
-                reason="default project created at first start; content logging off",
-                project_id=DEFAULT_PROJECT,
-            ),
-        )

@@ -31,7 +31,7 @@ from modelyard.protocol.admin import (
     ProjectCreate,
     ProjectUpdate,
 )
-from modelyard.serving.admin import JsonObject
+from modelyard.serving.admin_shapes import JsonObject
 from modelyard.state import app_state
 
 Handler = Callable[[Request], Awaitable[Response]]
