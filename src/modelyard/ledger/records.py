@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -31,8 +31,12 @@ class UsageRecord:
     usage_estimated: bool
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: its deep copies were half the cost of writing a record.
+        return {name: getattr(self, name) for name in _COLUMNS}
 
     @property
     def day(self) -> str:
         return self.created_at.strftime("%Y-%m-%d")
+
+
+_COLUMNS = tuple(field.name for field in fields(UsageRecord))

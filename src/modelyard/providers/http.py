@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from modelyard.catalog.cards import Upstream
@@ -29,6 +28,14 @@ from modelyard.errors import (
     UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnavailable,
+)
+from modelyard.providers.http1 import (
+    ConnectionPool,
+    ConnectTimeout,
+    HttpError,
+    PoolTimeout,
+    ReadTimeout,
+    Response,
 )
 
 log = logging.getLogger(__name__)
@@ -46,34 +53,29 @@ class UpstreamCall:
 
 
 class UpstreamTransport:
-    def __init__(self) -> None:
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-            follow_redirects=False,
-            trust_env=False,
-        )
+    def __init__(self, pool: ConnectionPool | None = None) -> None:
+        self._pool = pool or ConnectionPool(max_connections=512, max_idle=128)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def post_json(self, call: UpstreamCall) -> Any:
         """POST and return the parsed JSON body of a 2xx answer, or raise a mapped error."""
-        timeout = _timeout(call.upstream, call.upstream.read_timeout_s)
+        upstream = call.upstream
+        read_s = min(upstream.read_timeout_s, upstream.total_timeout_s)
+        deadline = asyncio.get_running_loop().time() + read_s
         try:
-            async with asyncio.timeout(call.upstream.total_timeout_s):
-                response = await self._client.post(
-                    call.url, content=call.body, headers=dict(call.headers), timeout=timeout
-                )
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _timed_out(call, exc) from None
-        except httpx.HTTPError as exc:
-            raise _unreachable(call, exc) from None
-        if response.status_code >= 300:
-            raise status_error(
-                call.deployment_id, response.status_code, response.headers, response.content
-            )
+            response = await self._post(call, read_s)
+            try:
+                body = await response.read(deadline)
+            finally:
+                response.close()
+        except HttpError as exc:
+            raise _transport_error(call, exc) from None
+        if response.status >= 300:
+            raise status_error(call.deployment_id, response.status, response.headers, body)
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             raise UpstreamFailed(
                 f"Deployment '{call.deployment_id}' answered with invalid JSON."
@@ -82,66 +84,70 @@ class UpstreamTransport:
     async def stream_lines(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         """POST and yield the lines of a 2xx streamed answer; errors before the first line are
         raised as they are, later ones as UpstreamStreamBroken/UpstreamTimeout."""
-        deadline = time.monotonic() + call.upstream.total_timeout_s
-        request = self._client.build_request(
-            "POST",
-            call.url,
-            content=call.body,
-            headers=dict(call.headers),
-            timeout=_timeout(call.upstream, call.upstream.read_timeout_s),
-        )
+        upstream = call.upstream
+        loop = asyncio.get_running_loop()
+        total_deadline = loop.time() + upstream.total_timeout_s
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise _timed_out(call, exc) from None
-        except httpx.HTTPError as exc:
-            raise _unreachable(call, exc) from None
+            response = await self._post(
+                call, min(upstream.read_timeout_s, upstream.total_timeout_s)
+            )
+        except HttpError as exc:
+            raise _transport_error(call, exc) from None
         try:
-            if response.status_code >= 300:
-                body = await response.aread()
-                raise status_error(call.deployment_id, response.status_code, response.headers, body)
-            # From here on, the idle timeout bounds the silence between lines.
-            lines = response.aiter_lines()
+            if response.status >= 300:
+                try:
+                    body = await response.read(loop.time() + upstream.read_timeout_s)
+                except HttpError as exc:
+                    raise _transport_error(call, exc) from None
+                raise status_error(call.deployment_id, response.status, response.headers, body)
+            # From here on, the idle timeout bounds the silence between reads.
+            pending = b""
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if loop.time() >= total_deadline:
                     raise UpstreamTimeout(
                         f"Deployment '{call.deployment_id}' exceeded its total time."
                     )
-                try:
-                    async with asyncio.timeout(min(remaining, call.upstream.idle_timeout_s)):
-                        line = await anext(lines)
-                except StopAsyncIteration:
+                deadline = min(total_deadline, loop.time() + upstream.idle_timeout_s)
+                chunk = await response.next_chunk(deadline)
+                if chunk is None:
+                    if pending:
+                        yield pending.rstrip(b"\r")
                     return
-                yield line.encode("utf-8")
-        except (TimeoutError, httpx.TimeoutException):
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield line[:-1] if line.endswith(b"\r") else line
+        except ReadTimeout:
             raise UpstreamTimeout(
                 f"Deployment '{call.deployment_id}' went silent mid-stream for longer than "
-                f"{call.upstream.idle_timeout_s:g}s."
+                f"{upstream.idle_timeout_s:g}s."
             ) from None
-        except httpx.HTTPError as exc:
-            log.warning("stream from %s broke: %s", call.deployment_id, type(exc).__name__)
+        except HttpError as exc:
+            log.warning("stream from %s broke: %s", call.deployment_id, exc)
             raise UpstreamStreamBroken(
                 f"The stream from deployment '{call.deployment_id}' was cut before it finished."
             ) from None
         finally:
-            await response.aclose()
+            response.close()
+
+    async def _post(self, call: UpstreamCall, read_s: float) -> Response:
+        return await self._pool.post(
+            call.url,
+            call.headers,
+            call.body,
+            connect_timeout_s=call.upstream.connect_timeout_s,
+            read_timeout_s=read_s,
+        )
 
 
-def _timeout(upstream: Upstream, read_s: float) -> httpx.Timeout:
-    return httpx.Timeout(connect=upstream.connect_timeout_s, read=read_s, write=read_s, pool=read_s)
-
-
-def _timed_out(call: UpstreamCall, exc: Exception) -> ModelyardError:
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+def _transport_error(call: UpstreamCall, exc: HttpError) -> ModelyardError:
+    if isinstance(exc, ConnectTimeout | PoolTimeout):
         return UpstreamUnavailable(
             f"Deployment '{call.deployment_id}' could not be reached in time.", retry_after_s=1
         )
-    return UpstreamTimeout(f"Deployment '{call.deployment_id}' did not answer in time.")
-
-
-def _unreachable(call: UpstreamCall, exc: Exception) -> ModelyardError:
-    log.warning("upstream %s unreachable: %s", call.deployment_id, type(exc).__name__)
+    if isinstance(exc, ReadTimeout):
+        return UpstreamTimeout(f"Deployment '{call.deployment_id}' did not answer in time.")
+    log.warning("upstream %s unreachable: %s", call.deployment_id, exc)
     return UpstreamUnavailable(
         f"Deployment '{call.deployment_id}' is unreachable.", retry_after_s=1
     )
