@@ -4,7 +4,9 @@ its RSS read every 10%; the growth from after warm-up to the end should stay wit
 Owns the soak. Per ten requests the mix is 7 plain, 2 streams read to `[DONE]`, and 1 stream
 the client drops after 10 tokens (its connection is closed, a new one opened). The run stops
 at N requests or after `--soak-seconds`, whichever comes first, and says which. The warm-up
-(2% of N, at least 1,000 requests, same mix) fills caches and pools before the baseline RSS.
+(same mix, 65 s) runs longer than the longest window the gateway keeps per request (the rate
+limits' sliding minute, which holds every request of the last 60 s by design), so the baseline
+RSS is taken at steady state and the growth measured after it is what a leak would add.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from bench.overhead.procstat import tree_rss_bytes
 from bench.overhead.servers import Server
 
 MIB = 1 << 20
+WARMUP_S = 65.0
 
 
 def soak(
@@ -27,11 +30,9 @@ def soak(
     concurrency: int,
     chunks: int,
 ) -> dict[str, Any]:
-    warmup = max(1_000, requests // 50)
-    print(f"soak: warm-up of {warmup:,} requests ...", flush=True)
-    LoadRun(
-        load_spec(modelyard, "mix", concurrency, seconds, max_requests=warmup, chunks=chunks), []
-    ).result()
+    print(f"soak: warm-up of {WARMUP_S:.0f} s ...", flush=True)
+    warmup = LoadRun(load_spec(modelyard, "mix", concurrency, WARMUP_S, chunks=chunks), []).result()
+    print(f"soak: warm-up done, {warmup['requests']:,} requests", flush=True)
     baseline = tree_rss_bytes(modelyard.pid) / MIB
     step = max(requests // 10, 1)
     spec = load_spec(

@@ -1,7 +1,9 @@
 """Deadlines by name, popped in order once due: the in-memory store's stand-in for Redis TTLs.
 
-A heap with lazy deletion: setting a new deadline for a name leaves the old heap entry behind,
-and it is skipped when popped, so each operation stays O(log n).
+A heap with lazy updates, holding about one entry per name however often its deadline moves:
+a later deadline only changes the name's time (the heap entry, found early, is pushed again at
+the new time when it comes up), an earlier one pushes a new entry and leaves the old one to be
+skipped. So a log whose deadline moves on every request costs nothing more per request.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ class Deadlines:
         return self._at.get(name)
 
     def set(self, name: str, at: int) -> None:
-        if self._at.get(name) != at:
-            self._at[name] = at
+        current = self._at.get(name)
+        self._at[name] = at
+        if current is None or at < current:
             heapq.heappush(self._heap, (at, name))
 
     def discard(self, name: str) -> None:
@@ -37,7 +40,12 @@ class Deadlines:
         heap = self._heap
         while heap and heap[0][0] <= now:
             at, name = heapq.heappop(heap)
-            if self._at.get(name) == at:
+            current = self._at.get(name)
+            if current is None or current < at:
+                continue  # discarded, or moved earlier: another entry stands for it
+            if current <= now:
                 del self._at[name]
                 due.append(name)
+            else:  # moved later: wait for the new time
+                heapq.heappush(heap, (current, name))
         return due
