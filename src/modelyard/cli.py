@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
 import os
 import ssl
 import sys
@@ -17,7 +16,9 @@ from modelyard import __version__
 from modelyard.admin_cli import add_admin_commands, run_admin_command
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.errors import StartupError
+from modelyard.observability.logs import configure_logging
 from modelyard.settings import Settings
+from modelyard.workers import require_shared_counters
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--data-dir", type=Path, help="where state is kept (default ./.modelyard)")
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="PEM certificate: serve HTTPS")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the port (default 1; more need MODELYARD_REDIS_URL)",
+    )
     serve.add_argument(
         "--trusted-proxy",
         action="append",
@@ -57,6 +64,7 @@ def serve_command(args: argparse.Namespace) -> int:
             "tls_certfile": args.tls_cert,
             "tls_keyfile": args.tls_key,
             "trusted_proxies": tuple(args.trusted_proxy) if args.trusted_proxy else None,
+            "workers": args.workers,
         }.items()
         if value is not None
     }
@@ -66,18 +74,19 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"modelyard: invalid settings: {exc}", file=sys.stderr)
         return 2
     try:
+        require_shared_counters(settings)
         check_tls_files(settings.tls_certfile, settings.tls_keyfile)
     except StartupError as exc:
         print(f"modelyard: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     configured = settings.admin_key.get_secret_value() if settings.admin_key else None
     admin = load_or_create_admin_key(settings.data_dir, configured)
     try:
         from modelyard.app import create_app
 
+        # With workers, this app serves nothing: building it does the one-time start-up work
+        # (checks, server secret, migrations, default project) before they race for it.
         app = create_app(settings, admin_digest=admin.digest)
     except StartupError as exc:
         print(f"modelyard: {exc}", file=sys.stderr)
@@ -99,25 +108,14 @@ def serve_command(args: argparse.Namespace) -> int:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     scheme = "https" if tls else "http"
     print(f"Modelyard listening on {scheme}://{host}:{settings.port}/v1", flush=True)
+    if settings.workers > 1:
+        app.state.modelyard.close()
+        from modelyard.workers import serve_workers
 
-    import uvicorn
+        return serve_workers(settings, admin.digest)
+    from modelyard.http_server import serve_in_process
 
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        http="httptools",
-        loop="uvloop",
-        timeout_graceful_shutdown=10,
-        ssl_certfile=settings.tls_certfile,
-        ssl_keyfile=settings.tls_keyfile,
-        # uvicorn would otherwise rewrite the peer from X-Forwarded-For sent from loopback;
-        # ClientAddressMiddleware decides whom to believe, from settings.trusted_proxies.
-        proxy_headers=False,
-    )
-    return 0
+    return serve_in_process(app, settings)
 
 
 def check_tls_files(certfile: Path | None, keyfile: Path | None) -> None:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     ledger_queue_capacity: int = Field(default=10_000, ge=1)
     # Proxies (CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Worker processes serving one listening socket; more than one needs `redis_url` (each
+    # worker is a replica of its own, named `<replica>/w<i>`).
+    workers: int = Field(default=1, ge=1)
 
     def catalog_path(self) -> Path:
         return self.catalog if self.catalog is not None else packaged_catalog_path()

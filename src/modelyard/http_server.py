@@ -1,0 +1,39 @@
+"""The HTTP server's options, in one place, so one process and each of N workers serve alike."""
+
+from __future__ import annotations
+
+import contextlib
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+
+from modelyard.settings import Settings
+
+
+def server_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        http="httptools",
+        loop="uvloop",
+        timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+        # uvicorn would otherwise rewrite the peer from X-Forwarded-For sent from loopback;
+        # ClientAddressMiddleware decides whom to believe, from settings.trusted_proxies.
+        proxy_headers=False,
+    )
+
+
+def serve_in_process(app: Starlette, settings: Settings) -> int:
+    """Serve until SIGINT or SIGTERM, binding host and port itself (as `uvicorn.run` does);
+    uvicorn's start-up failure code when it never served (the port is taken)."""
+    server = uvicorn.Server(server_config(app, settings))
+    # Ctrl+C ends in KeyboardInterrupt once uvicorn has shut down gracefully.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else STARTUP_FAILURE
