@@ -98,6 +98,7 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         providers=providers,
         database=database,
         directory=directory,
+        directory_sync=DirectorySync(database, directory, settings.config_poll_s),
         authenticator=Authenticator(admin_digest, directory, derive(secret, "api-keys"), tokens),
         access=access,
         chat=ChatService(
@@ -171,8 +172,7 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         await reconcile_at_start(state)
         sweeper = asyncio.get_running_loop().create_task(sweep_abandoned(state))
         # Configuration changed by other replicas reaches this one's Directory.
-        sync = DirectorySync(state.database, state.directory, settings.config_poll_s)
-        syncer = asyncio.get_running_loop().create_task(sync.run())
+        syncer = asyncio.get_running_loop().create_task(state.directory_sync.run())
         settle_garbage_collector()
         try:
             yield

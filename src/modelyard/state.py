@@ -11,6 +11,7 @@ from modelyard.api.admin.idempotency import IdempotencyStore
 from modelyard.audit.log import AuditLog, AuditWriter
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
+from modelyard.auth.directory_sync import DirectorySync
 from modelyard.catalog.catalog import Catalog
 from modelyard.ledger.store import LedgerStore
 from modelyard.ledger.writer import LedgerWriter
@@ -33,6 +34,8 @@ class AppState:
     providers: ProviderRegistry
     database: Engine
     directory: Directory
+    # Keeps `directory` in step with changes made through other replicas.
+    directory_sync: DirectorySync
     authenticator: Authenticator
     access: AccessPolicy
     chat: ChatService

@@ -12,6 +12,13 @@ view is at least that new; a change that lands during the reload moves the count
 is picked up on the next tick. A reload that raced a change made on this very replica is
 dropped and retried rather than let it briefly undo that change.
 
+Between ticks, a replica catches up on demand: a key or project it does not know may have been
+created a moment ago through another replica (or another worker of the same server), so before
+answering 401, 403 or 404 for one the caller asks `catch_up()`, which polls at once (one poll at
+a time, however many requests are waiting on it) and says whether the view moved. So a key works
+on every replica as soon as its creation returned, and only changes that take something away
+(a revocation, a lowered limit) wait for the tick.
+
 When the database cannot be reached the current view is kept and the poll retried every tick;
 one warning per outage names the error's class only (messages may carry connection details).
 """
@@ -54,6 +61,7 @@ class DirectorySync:
         # may already be older than the counter read after it.
         self._seen: int | None = None
         self._failing = False
+        self._catching_up: asyncio.Future[bool] | None = None
 
     def poll(self) -> bool:
         """One tick (blocking): reload when the version moved. True when the view was replaced."""
@@ -76,9 +84,21 @@ class DirectorySync:
             await asyncio.sleep(self._interval_s)
             await self.poll_safely()
 
-    async def poll_safely(self) -> None:
+    async def catch_up(self) -> bool:
+        """Poll now (joining a poll already under way); True when the view was replaced."""
+        if self._catching_up is None:
+            self._catching_up = asyncio.ensure_future(self.poll_safely())
+            self._catching_up.add_done_callback(self._caught_up)
+        return await asyncio.shield(self._catching_up)
+
+    def _caught_up(self, _: asyncio.Future[bool]) -> None:
+        self._catching_up = None
+
+    async def poll_safely(self) -> bool:
+        """One tick off the event loop; a database error is logged once per outage, not raised.
+        True when the view was replaced."""
         try:
-            await asyncio.to_thread(self.poll)
+            replaced = await asyncio.to_thread(self.poll)
         except Exception as error:
             if not self._failing:
                 log.warning(
@@ -88,10 +108,11 @@ class DirectorySync:
                     self._interval_s,
                 )
             self._failing = True
-            return
+            return False
         if self._failing:
             log.info("configuration refresh works again")
             self._failing = False
+        return replaced
 
 
 def _error_name(error: Exception) -> str:

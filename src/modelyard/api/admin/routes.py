@@ -22,7 +22,7 @@ from starlette.routing import Route
 from modelyard.api.access import caller
 from modelyard.api.admin.idempotency import HEADER as IDEMPOTENCY_HEADER
 from modelyard.api.parsing import read_model
-from modelyard.errors import InvalidParameter
+from modelyard.errors import InvalidParameter, NotFound, PermissionDenied
 from modelyard.protocol.admin import (
     KeyCreate,
     KeyRotate,
@@ -386,6 +386,14 @@ def admin_routes() -> list[Route]:
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
     async def endpoint(request: Request) -> Response:
         # Starlette answers HEAD on GET routes; it gets the GET handler.
-        return await (handlers.get(request.method) or handlers["GET"])(request)
+        handler = handlers.get(request.method) or handlers["GET"]
+        try:
+            return await handler(request)
+        except (NotFound, PermissionDenied):
+            # The project, member or key may have been created through another replica a
+            # moment ago; a refused request changed nothing, so it can run once more.
+            if not await app_state(request).directory_sync.catch_up():
+                raise
+            return await handler(request)
 
     return endpoint
