@@ -51,21 +51,35 @@ def route_headers(run: ChatRun) -> dict[str, str]:
 
 
 async def complete_unless_disconnected(run: ChatRun, receive: Receive) -> dict[str, object] | None:
-    """The completion, or None if the client left first (generation is then cancelled)."""
-    completing = asyncio.ensure_future(run.complete())
-    watching = asyncio.ensure_future(_disconnected(receive))
-    try:
-        await asyncio.wait({completing, watching}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        completing.cancel()
-        raise
-    finally:
-        watching.cancel()
-    if not completing.done():
+    """The completion, or None if the client left first (generation is then cancelled).
+
+    The completion runs in this task; a watcher task cancels it if the client leaves (one task
+    per request rather than two and a wait)."""
+    completing = asyncio.current_task()
+    assert completing is not None
+    left = finished = False
+
+    def client_left(watching: asyncio.Task[None]) -> None:
+        nonlocal left
+        # A callback already queued when the completion finished must not cancel what follows.
+        if finished or watching.cancelled() or watching.exception() is not None:
+            return
+        left = True
         run.abandon()
         completing.cancel()
-        return None  # the cancelled task may still be unwinding; the client is gone anyway
-    return completing.result()
+
+    watching = asyncio.ensure_future(_disconnected(receive))
+    watching.add_done_callback(client_left)
+    try:
+        return await run.complete()
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        completing.uncancel()
+        return None
+    finally:
+        finished = True
+        watching.cancel()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -9,12 +9,14 @@ every operation, in O(log n) each. The clock is injectable (seconds since the ep
 
 from __future__ import annotations
 
+import functools
 import heapq
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from modelyard.limits.deadlines import Deadlines
 from modelyard.limits.errors import ReservationSettled
@@ -168,7 +170,7 @@ class MemoryCounterStore:
         for budget in budgets:
             self._budgets.setdefault(budget.key, _Budget()).reserved += amount
             if budget.expires_at is not None:
-                self._budget_expiry.set(budget.key, epoch_ms(budget.expires_at) * 1000)
+                self._budget_expiry.set(budget.key, _epoch_us(budget.expires_at))
         self._reservations[reservation_id] = OpenReservation(
             reservation_id,
             owner,
@@ -368,6 +370,12 @@ class MemoryCounterStore:
 
     async def aclose(self) -> None:
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _epoch_us(moment: datetime) -> int:
+    """A budget window's end; the same few for every request of a minute."""
+    return epoch_ms(moment) * 1000
 
 
 def _frees_later(candidate: Throttled, current: Throttled) -> bool:

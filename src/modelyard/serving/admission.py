@@ -16,7 +16,6 @@ actual cost once the record is committed, so budgets only ever count what the le
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -35,24 +34,22 @@ from modelyard.ledger.records import Outcome, UsageRecord
 from modelyard.ledger.writer import LedgerWriter
 from modelyard.limits.store import CounterStore
 from modelyard.limits.values import (
-    MAX_COUNT,
     Admitted,
-    BudgetLimit,
     LeaseRefused,
-    LeaseRequest,
     OverBudget,
-    RateWindow,
     Throttled,
+    WindowState,
 )
-from modelyard.policy.spending import Period, SpendingLimits, window_end, window_label
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.providers.base import Usage
+from modelyard.serving.admission_plan import AdmissionPlan
 
 log = logging.getLogger(__name__)
 
 # Text the gateway itself may add to a prompt (tool-calling instructions, chat template tokens).
 GATEWAY_PROMPT_ALLOWANCE = 1024
-LEASE_TTL_S = 600.0
+# Admission plans kept (one per caller and deployment); past this the cache starts afresh.
+MAX_PLANS = 10_000
 
 
 def chat_prompt_bound(request: ChatCompletionRequest) -> int:
@@ -129,6 +126,7 @@ class AdmissionControl:
         self._owner = owner
         self._writer: LedgerWriter
         self._background: set[asyncio.Task[None]] = set()
+        self._plans: dict[tuple[str, str | None, str], AdmissionPlan] = {}
 
     def attach_writer(self, writer: LedgerWriter) -> None:
         """The writer settles through this object and this object feeds the writer."""
@@ -150,17 +148,11 @@ class AdmissionControl:
         )
         if not self._enabled:
             return admission
-        scopes = self._scopes(admission)
-        lease = self._lease(admission)
-        windows = _rate_windows(scopes, admission.deployment, prompt_bound + max_output_tokens)
-        tpm_keys = tuple(w.key for w in windows if w.key.startswith("tpm:"))
-        # Every period of every scope is reserved against, limited or not: the counters then
-        # always know the spend of the current windows (a budget set at noon counts the
-        # morning), and every request leaves an open reservation to reconcile if a replica dies.
-        budgets = [
-            BudgetLimit(key, limit if limit is not None else MAX_COUNT, expires_at)
-            for key, limit, expires_at in budget_keys(scopes, admission.created_at)
-        ]
+        plan = self._plan(admission)
+        lease = plan.lease
+        windows = plan.windows(prompt_bound + max_output_tokens)
+        tpm_keys = plan.tpm_keys
+        budgets = plan.budgets
         if not self._writer.claim_slot():
             raise ServiceUnavailable(
                 "The usage ledger is behind (the database is slow or away); retry shortly.",
@@ -192,21 +184,27 @@ class AdmissionControl:
         admission.headers.update(_ratelimit_headers(result))
         return admission
 
-    def _scopes(self, admission: Admission) -> list[tuple[str, str, SpendingLimits]]:
-        principal = admission.principal
-        scopes = [("project", admission.project_id)]
-        if principal.key_id is not None:
-            scopes.append(("key", principal.key_id))
-        return [(s, i, self._directory.limits_of(s, i)) for s, i in scopes]
-
-    def _lease(self, admission: Admission) -> LeaseRequest | None:
+    def _plan(self, admission: Admission) -> AdmissionPlan:
+        """The counters this caller's requests to this deployment take, built once per minute
+        and per change of limits rather than once per request."""
         key_id = admission.principal.key_id
-        if key_id is None:
-            return None
-        cap = self._directory.limits_of("key", key_id).max_concurrent
-        if cap is None:
-            return None
-        return LeaseRequest(f"concurrency:key:{key_id}", cap, LEASE_TTL_S)
+        scopes = [("project", admission.project_id)]
+        if key_id is not None:
+            scopes.append(("key", key_id))
+        limits = tuple(self._directory.limits_of(s, i) for s, i in scopes)
+        minute = admission.created_at.replace(second=0, microsecond=0)
+        cache_key = (admission.project_id, key_id, admission.deployment.id)
+        plan = self._plans.get(cache_key)
+        if plan is None or not plan.current(limits, minute, admission.deployment):
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            plan = AdmissionPlan.build(
+                [(s, i, lim) for (s, i), lim in zip(scopes, limits, strict=True)],
+                admission.deployment,
+                minute,
+            )
+            self._plans[cache_key] = plan
+        return plan
 
     def record(self, admission: Admission, usage: Usage, status: int, client_left: bool) -> None:
         if not self._enabled:
@@ -267,28 +265,6 @@ class AdmissionControl:
         task.add_done_callback(self._background.discard)
 
 
-def _rate_windows(
-    scopes: Sequence[tuple[str, str, SpendingLimits]], deployment: Deployment, token_estimate: int
-) -> list[RateWindow]:
-    """The request and token windows of each scope and of the deployment that are limited."""
-    limited = [(s, i, lim.requests_per_minute, lim.tokens_per_minute) for s, i, lim in scopes]
-    limited.append(
-        (
-            "deployment",
-            deployment.id,
-            deployment.limits.requests_per_minute,
-            deployment.limits.tokens_per_minute,
-        )
-    )
-    windows: list[RateWindow] = []
-    for scope, scope_id, rpm, tpm in limited:
-        if rpm is not None:
-            windows.append(RateWindow(f"rpm:{scope}:{scope_id}", rpm, 1))
-        if tpm is not None:
-            windows.append(RateWindow(f"tpm:{scope}:{scope_id}", tpm, min(token_estimate, tpm)))
-    return windows
-
-
 def _refusal(result: LeaseRefused | Throttled | OverBudget) -> RateLimited | InsufficientQuota:
     """The error a client sees for the counter store's refusal."""
     if isinstance(result, LeaseRefused):
@@ -312,24 +288,6 @@ def _refusal(result: LeaseRefused | Throttled | OverBudget) -> RateLimited | Ins
     )
 
 
-def budget_keys(
-    scopes: Sequence[tuple[str, str, SpendingLimits]], now: datetime
-) -> list[tuple[str, int | None, datetime | None]]:
-    """(counter key, limit or None, window end) for each period of each scope."""
-    windows = _windows(now.replace(second=0, microsecond=0))
-    return [
-        (f"budget:{scope}:{scope_id}:{period}:{label}", limits.budgets.get(period), end)
-        for scope, scope_id, limits in scopes
-        for period, label, end in windows
-    ]
-
-
-@functools.lru_cache(maxsize=4)
-def _windows(minute: datetime) -> tuple[tuple[Period, str, datetime | None], ...]:
-    """The current window of each period; computed once a minute, not once a request."""
-    return tuple((p, window_label(p, minute), window_end(p, minute)) for p in Period)
-
-
 def _budget_words(over: OverBudget) -> str:
     parts = over.key.split(":")
     if len(parts) != 5:
@@ -339,15 +297,20 @@ def _budget_words(over: OverBudget) -> str:
 
 
 def _ratelimit_headers(admitted: Admitted) -> dict[str, str]:
-    headers: dict[str, str] = {}
     # The tightest window of each kind is what a client should pace itself by.
+    tightest: dict[str, WindowState] = {}
+    for window in admitted.windows:
+        kind = window.key[:3]
+        current = tightest.get(kind)
+        if current is None or window.remaining < current.remaining:
+            tightest[kind] = window
+    headers: dict[str, str] = {}
     for kind, name in (("rpm", "requests"), ("tpm", "tokens")):
-        states = [w for w in admitted.windows if w.key.startswith(f"{kind}:")]
-        if states:
-            tightest = min(states, key=lambda w: w.remaining)
-            headers[f"x-ratelimit-limit-{name}"] = str(tightest.limit)
-            headers[f"x-ratelimit-remaining-{name}"] = str(tightest.remaining)
-            headers[f"x-ratelimit-reset-{name}"] = f"{tightest.reset_after_s:.3f}s"
+        state = tightest.get(kind)
+        if state is not None:
+            headers[f"x-ratelimit-limit-{name}"] = str(state.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(state.remaining)
+            headers[f"x-ratelimit-reset-{name}"] = f"{state.reset_after_s:.3f}s"
     return headers
 
 
