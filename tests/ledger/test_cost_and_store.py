@@ -3,6 +3,7 @@ rollup that always equals the records it sums, on a real SQLite database."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from modelyard.ledger.cost import cost_micros, dollars, worst_case_micros
 from modelyard.ledger.records import UsageRecord
 from modelyard.ledger.store import LedgerStore
 from modelyard.providers.base import Usage
+from tests.support.services import PostgresServer
 
 # $2.50 in, $1.25 cached in, $10.00 out per 1M tokens.
 PRICE = Price(2_500_000, 10_000_000, 1_250_000)
@@ -83,9 +85,14 @@ def record(
     )
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> LedgerStore:
-    return LedgerStore(open_database(f"sqlite:///{tmp_path / 'ledger.db'}"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerStore:
+    """The same ledger on both databases (each counts inserted rows its own way)."""
+    if request.param == "sqlite":
+        return LedgerStore(open_database(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    postgres: PostgresServer = request.getfixturevalue("postgres_server")
+    url = postgres.create_database(f"ledger_{uuid.uuid4().hex[:12]}")
+    return LedgerStore(open_database(url))
 
 
 def test_a_record_is_written_once_however_often_it_is_sent(store: LedgerStore) -> None:
