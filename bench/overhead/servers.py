@@ -71,31 +71,49 @@ def start_bare(stack: contextlib.ExitStack, chunks: int, work: Path) -> Server:
     return Server("bare", port, process.pid)
 
 
-def start_modelyard(stack: contextlib.ExitStack, upstream: Server, work: Path) -> Server:
+def start_modelyard(
+    stack: contextlib.ExitStack,
+    upstream: Server,
+    work: Path,
+    *,
+    accounting: bool = True,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """Modelyard in front of `upstream`; with `accounting`, its key has every limit on (see
+    `project_key`), without it, the usage ledger, budgets and rate limits are off."""
+    work.mkdir(parents=True, exist_ok=True)
     catalog = remote_catalog(work / "catalog.yaml", f"http://127.0.0.1:{upstream.port}/v1")
     gateway = GatewayProcess(
         work / "modelyard",
-        env={"ACME_KEY": "sk-bench", "MODELYARD_LOG_LEVEL": "warning"},
+        env={
+            "ACME_KEY": "sk-bench",
+            "MODELYARD_LOG_LEVEL": "warning",
+            "MODELYARD_ACCOUNTING": str(accounting).lower(),
+            **(env or {}),
+        },
         args=("--catalog", str(catalog)),
     )
     stack.callback(gateway.stop)
     gateway.start()
     assert gateway.process is not None
-    key = limited_project_key(gateway)
+    key = project_key(gateway, limited=accounting)
     return Server(
         "modelyard", gateway.port, gateway.process.pid, {"authorization": f"Bearer {key}"}
     )
 
 
-def limited_project_key(gateway: GatewayProcess) -> str:
-    """A project key with every limit on, far above what the run uses (as
-    bench/accounting_overhead.py's `project_key(limited=True)`)."""
+def project_key(gateway: GatewayProcess, *, limited: bool) -> str:
+    """A key of a new project; `limited`: with a day, month and total budget, requests and
+    tokens per minute and a concurrency cap on the key and its project, all far above what a
+    run uses, so every request reserves, admits, enters, records, settles and leaves."""
     admin = {"Authorization": f"Bearer {gateway.admin_key}"}
     url = gateway.base_url
     httpx.post(f"{url}/admin/projects", json={"id": "bench"}, headers=admin).raise_for_status()
     created = httpx.post(f"{url}/admin/projects/bench/keys", json={"name": "b"}, headers=admin)
     created.raise_for_status()
     key, key_id = created.json()["key"], created.json()["id"]
+    if not limited:
+        return str(key)
     limits = {
         "budgets_usd": {"day": "100000", "month": "1000000", "total": "10000000"},
         "requests_per_minute": 10_000_000,

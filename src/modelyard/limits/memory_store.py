@@ -168,7 +168,10 @@ class MemoryCounterStore:
         now: int,
     ) -> None:
         for budget in budgets:
-            self._budgets.setdefault(budget.key, _Budget()).reserved += amount
+            state = self._budgets.get(budget.key)
+            if state is None:
+                state = self._budgets[budget.key] = _Budget()
+            state.reserved += amount
             if budget.expires_at is not None:
                 self._budget_expiry.set(budget.key, _epoch_us(budget.expires_at))
         self._reservations[reservation_id] = OpenReservation(

@@ -7,6 +7,7 @@ why, in words a client can be shown.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,7 +114,7 @@ class RateWindow:
         if not 0.001 <= self.window_s <= 86_400:
             raise ValueError("window_s must be between 1 ms and one day")
 
-    @property
+    @functools.cached_property
     def window_us(self) -> int:
         return round(self.window_s * 1_000_000)
 
@@ -177,7 +178,7 @@ class LeaseRequest:
         if self.ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
 
-    @property
+    @functools.cached_property
     def ttl_us(self) -> int:
         return round(self.ttl_s * 1_000_000)
 
