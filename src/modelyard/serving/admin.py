@@ -1,5 +1,5 @@
-"""The admin use-cases: projects, members, API keys and the audit log, as the admin API and the
-CLI see them.
+"""The admin use-cases: projects, members, spending limits, usage and the audit log, as the
+admin API and the CLI see them; API keys are `self.keys` (`admin_keys.KeyAdmin`).
 
 Each mutation is authorized by the access policy, written together with its audit record in one
 transaction, and only then applied to the in-memory Directory. Nobody can hand out more than
@@ -10,44 +10,38 @@ granter's, and a key never outlives the credential that minted it. Methods are s
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from modelyard.audit.events import AuditEvent
 from modelyard.audit.log import AuditLog
-from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
+from modelyard.auth.directory import Directory, ProjectRecord
 from modelyard.auth.directory_sync import bump_config_version
-from modelyard.auth.keys import compose_project_key, keyed_digest, new_key_id
 from modelyard.auth.principal import Principal
 from modelyard.catalog.catalog import Catalog
-from modelyard.db.schema import api_keys, projects, role_bindings, spending_limits
-from modelyard.errors import Conflict, InvalidParameter, ModelNotFound, NotFound
+from modelyard.db.schema import projects, role_bindings, spending_limits
+from modelyard.errors import Conflict, InvalidParameter, NotFound
 from modelyard.ledger.cost import dollars
 from modelyard.ledger.store import LedgerStore
-from modelyard.policy.access import AccessDenied, AccessPolicy
-from modelyard.policy.rbac import Action, Decision, Role, role_allows, role_within
+from modelyard.policy.access import AccessPolicy
+from modelyard.policy.rbac import Action, Role, role_allows
 from modelyard.policy.spending import Period, SpendingLimits
 from modelyard.protocol.admin import (
-    KeyCreate,
-    KeyRotate,
     LimitsPut,
     MemberPut,
     ProjectCreate,
     ProjectUpdate,
     iso,
 )
+from modelyard.serving.admin_keys import KeyAdmin
+from modelyard.serving.admin_rules import audit_change, check_grantable, deny, known_models
 from modelyard.serving.admin_shapes import (
     JsonObject,
-    key_json,
-    key_row,
     limits_json,
-    models_note,
     project_json,
     retention_note,
     usd_to_micros,
@@ -72,8 +66,8 @@ class AdminService:
         self._policy = policy
         self._audit = audit
         self._catalog = catalog
-        self._key_secret = key_secret
         self._clock = clock
+        self.keys = KeyAdmin(engine, directory, policy, audit, catalog, key_secret, clock)
 
     # -- projects ---------------------------------------------------------------------------
 
@@ -91,16 +85,14 @@ class AdminService:
 
     def create_project(self, principal: Principal, body: ProjectCreate) -> JsonObject:
         if not principal.is_owner():
-            self._deny(
-                principal, Action.PROJECTS_CREATE, "projects", "only an owner creates projects"
-            )
+            deny(principal, Action.PROJECTS_CREATE, "projects", "only an owner creates projects")
         if body.id in self._directory.projects:
             raise Conflict(f"The project '{body.id}' already exists.", param="id")
         now = self._clock()
         row = {
             "id": body.id,
             "description": body.description,
-            "allowed_models": self._known_models(body.allowed_models, "allowed_models"),
+            "allowed_models": known_models(self._catalog, body.allowed_models, "allowed_models"),
             "allowed_cidrs": _valid_cidrs(body.allowed_cidrs),
             "content_retention_days": body.content_retention_days,
             "created_at": now,
@@ -110,7 +102,8 @@ class AdminService:
             with self._engine.begin() as connection:
                 bump_config_version(connection)
                 connection.execute(insert(projects).values(**row))
-                self._record(
+                audit_change(
+                    self._audit,
                     connection,
                     principal,
                     "projects.create",
@@ -135,12 +128,12 @@ class AdminService:
         if "description" in sent:
             changes["description"] = body.description or ""
         if "allowed_models" in sent:
-            wanted = self._known_models(body.allowed_models, "allowed_models")
+            wanted = known_models(self._catalog, body.allowed_models, "allowed_models")
             widening = wanted is None or (
                 project.allowed_models is not None and not set(wanted) <= project.allowed_models
             )
             if widening and not principal.is_owner():
-                self._deny(
+                deny(
                     principal,
                     Action.PROJECTS_MANAGE,
                     f"project '{project_id}'",
@@ -160,7 +153,8 @@ class AdminService:
                 update(projects).where(projects.c.id == project_id).values(**changes)
             )
             fields = ", ".join(sorted(changes))
-            self._record(
+            audit_change(
+                self._audit,
                 connection,
                 principal,
                 "projects.update",
@@ -202,7 +196,7 @@ class AdminService:
         self, principal: Principal, project_id: str, subject: str, body: MemberPut
     ) -> JsonObject:
         self._policy.require(principal, Action.MEMBERS_MANAGE, project_id)
-        self._check_grantable(principal, project_id, body.role, Action.MEMBERS_MANAGE)
+        check_grantable(principal, project_id, body.role, Action.MEMBERS_MANAGE)
         now = self._clock()
         with self._engine.begin() as connection:
             bump_config_version(connection)
@@ -220,7 +214,8 @@ class AdminService:
                     created_by=principal.subject,
                 )
             )
-            self._record(
+            audit_change(
+                self._audit,
                 connection,
                 principal,
                 "members.put",
@@ -236,7 +231,7 @@ class AdminService:
         current = self._directory.member_grants(subject).get(project_id)
         if current is None:
             raise NotFound(f"'{subject}' is not a member of the project '{project_id}'.")
-        self._check_grantable(principal, project_id, current, Action.MEMBERS_MANAGE)
+        check_grantable(principal, project_id, current, Action.MEMBERS_MANAGE)
         with self._engine.begin() as connection:
             bump_config_version(connection)
             connection.execute(
@@ -244,7 +239,8 @@ class AdminService:
                     role_bindings.c.project_id == project_id, role_bindings.c.subject == subject
                 )
             )
-            self._record(
+            audit_change(
+                self._audit,
                 connection,
                 principal,
                 "members.remove",
@@ -255,124 +251,6 @@ class AdminService:
         self._directory.drop_member(project_id, subject)
         return {"subject": subject, "project": project_id, "removed": True}
 
-    # -- keys -------------------------------------------------------------------------------
-
-    def list_keys(self, principal: Principal, project_id: str) -> JsonObject:
-        everyone = self._key_scope(principal, project_id)
-        keys = [
-            key_json(k)
-            for k in sorted(self._directory.keys.values(), key=lambda k: k.created_at)
-            if k.project_id == project_id and (everyone or k.subject == principal.subject)
-        ]
-        return {"object": "list", "data": keys}
-
-    def get_key(self, principal: Principal, project_id: str, key_id: str) -> JsonObject:
-        return key_json(self._visible_key(principal, project_id, key_id))
-
-    def create_key(self, principal: Principal, project_id: str, body: KeyCreate) -> JsonObject:
-        self._key_scope(principal, project_id)
-        action = (
-            Action.KEYS_MANAGE
-            if self._may(principal, project_id, Action.KEYS_MANAGE)
-            else Action.KEYS_MANAGE_OWN
-        )
-        self._check_grantable(principal, project_id, body.role, action)
-        models = self._grantable_models(principal, project_id, body.models)
-        expires_at = self._grantable_expiry(principal, body.expires_at)
-        key, record = self._mint(principal, project_id, body.name, body.role, models, expires_at)
-        with self._engine.begin() as connection:
-            bump_config_version(connection)
-            connection.execute(insert(api_keys).values(**key_row(record)))
-            self._record(
-                connection,
-                principal,
-                "keys.create",
-                f"key:{record.id}",
-                project_id,
-                f"role {record.role}, models {models_note(models)}, "
-                f"expires {iso(expires_at) or 'never'}",
-            )
-        self._directory.put_key(record)
-        return {**key_json(record), "key": key}
-
-    def revoke_key(self, principal: Principal, project_id: str, key_id: str) -> JsonObject:
-        record = self._managed_key(principal, project_id, key_id)
-        if record.revoked_at is not None:
-            return key_json(record)
-        revoked = _replace_key(record, revoked_at=self._clock())
-        with self._engine.begin() as connection:
-            bump_config_version(connection)
-            connection.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id)
-                .values(revoked_at=revoked.revoked_at)
-            )
-            self._record(
-                connection, principal, "keys.revoke", f"key:{key_id}", project_id, "revoked"
-            )
-        self._directory.put_key(revoked)
-        return key_json(revoked)
-
-    def rotate_key(
-        self, principal: Principal, project_id: str, key_id: str, body: KeyRotate
-    ) -> JsonObject:
-        old = self._managed_key(principal, project_id, key_id)
-        # A replacement is a new grant: the caller must be able to mint this very key.
-        action = (
-            Action.KEYS_MANAGE
-            if self._may(principal, project_id, Action.KEYS_MANAGE)
-            else Action.KEYS_MANAGE_OWN
-        )
-        self._check_grantable(principal, project_id, old.role, action)
-        self._grantable_models(principal, project_id, sorted(old.models) if old.models else None)
-        if old.models is None and principal.models is not None:
-            self._deny(
-                principal,
-                action,
-                f"key '{key_id}'",
-                "the key may use every model and yours may not; you cannot grant it",
-            )
-        if principal.expires_at is not None and (
-            old.expires_at is None or old.expires_at > principal.expires_at
-        ):
-            self._deny(principal, action, f"key '{key_id}'", "the key would outlive your own")
-        now = self._clock()
-        if old.unusable_because(now) is not None:
-            raise Conflict(
-                f"The key '{key_id}' is no longer usable and cannot be rotated.", param="key_id"
-            )
-        key, new = self._mint(
-            principal,
-            project_id,
-            old.name,
-            old.role,
-            old.models,
-            old.expires_at,
-            subject=old.subject,
-        )
-        grace_end = now + timedelta(seconds=body.grace_seconds)
-        old_end = min(grace_end, old.expires_at) if old.expires_at else grace_end
-        retired = _replace_key(old, expires_at=old_end, replaced_by=new.id)
-        with self._engine.begin() as connection:
-            bump_config_version(connection)
-            connection.execute(insert(api_keys).values(**key_row(new)))
-            connection.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id)
-                .values(expires_at=old_end, replaced_by=new.id)
-            )
-            self._record(
-                connection,
-                principal,
-                "keys.rotate",
-                f"key:{key_id}",
-                project_id,
-                f"replaced by key:{new.id}; old key works until {iso(old_end)}",
-            )
-        self._directory.put_key(new)
-        self._directory.put_key(retired)
-        return {**key_json(new), "key": key, "replaces": key_json(retired)}
-
     # -- spending limits --------------------------------------------------------------------
 
     def get_limits(self, principal: Principal, project_id: str, key_id: str | None) -> JsonObject:
@@ -381,7 +259,7 @@ class AdminService:
             return limits_json(
                 "project", project_id, self._directory.limits_of("project", project_id)
             )
-        self._visible_key(principal, project_id, key_id)
+        self.keys.visible_key(principal, project_id, key_id)
         return limits_json("key", key_id, self._directory.limits_of("key", key_id))
 
     def set_limits(
@@ -396,7 +274,7 @@ class AdminService:
             scope, scope_id = "project", project_id
         else:
             self._policy.require(principal, Action.KEYS_MANAGE, project_id)
-            record = self._visible_key(principal, project_id, key_id)
+            record = self.keys.visible_key(principal, project_id, key_id)
             scope, scope_id = "key", record.id
         limits = SpendingLimits(
             budgets={
@@ -425,7 +303,8 @@ class AdminService:
             )
             connection.execute(insert(spending_limits).values(**row))
             described = limits_json(scope, scope_id, limits)
-            self._record(
+            audit_change(
+                self._audit,
                 connection,
                 principal,
                 "limits.set",
@@ -478,7 +357,7 @@ class AdminService:
     ) -> JsonObject:
         if project_id is None:
             if not principal.is_owner():
-                self._deny(
+                deny(
                     principal,
                     Action.AUDIT_READ,
                     "the whole audit log",
@@ -488,161 +367,6 @@ class AdminService:
             self._policy.require(principal, Action.AUDIT_READ, project_id)
         events = self._audit.read(project_id=project_id, after_seq=after_seq, limit=limit)
         return {"object": "list", "data": events}
-
-    # -- rules ------------------------------------------------------------------------------
-
-    def _may(self, principal: Principal, project_id: str, action: Action) -> bool:
-        project = self._policy.project_for(principal, project_id)
-        return self._policy.decide(principal, action, project).allowed
-
-    def _key_scope(self, principal: Principal, project_id: str) -> bool:
-        """True when the caller manages every key of the project, False for their own only."""
-        if self._may(principal, project_id, Action.KEYS_READ):
-            return True
-        self._policy.require(principal, Action.KEYS_MANAGE_OWN, project_id)
-        return False
-
-    def _visible_key(self, principal: Principal, project_id: str, key_id: str) -> KeyRecord:
-        everyone = self._key_scope(principal, project_id)
-        record = self._directory.keys.get(key_id)
-        if (
-            record is None
-            or record.project_id != project_id
-            or not (everyone or record.subject == principal.subject)
-        ):
-            raise NotFound(f"The key '{key_id}' does not exist.", param="key_id")
-        return record
-
-    def _managed_key(self, principal: Principal, project_id: str, key_id: str) -> KeyRecord:
-        record = self._visible_key(principal, project_id, key_id)
-        if not (
-            self._may(principal, project_id, Action.KEYS_MANAGE)
-            or record.subject == principal.subject
-        ):
-            self._deny(
-                principal, Action.KEYS_MANAGE, f"key '{key_id}'", "the key belongs to someone else"
-            )
-        return record
-
-    def _check_grantable(
-        self, principal: Principal, project_id: str, role: Role, action: Action
-    ) -> None:
-        held = principal.role_in(project_id)
-        if role is Role.OWNER:
-            self._deny(
-                principal,
-                action,
-                f"project '{project_id}'",
-                "the owner role is held on every project and cannot be granted on one",
-            )
-        if held is None or not role_within(role, held):
-            self._deny(
-                principal,
-                action,
-                f"project '{project_id}'",
-                f"the role '{role}' has rights your role '{held}' lacks",
-            )
-
-    def _grantable_models(
-        self, principal: Principal, project_id: str, wanted: list[str] | None
-    ) -> frozenset[str] | None:
-        models = self._known_models(wanted, "models")
-        project = self._directory.projects[project_id]
-        limits = [m for m in (principal.models, project.allowed_models) if m is not None]
-        if models is None:
-            # No list asked for: inherit the granter's own limit, never more.
-            return frozenset(principal.models) if principal.models is not None else None
-        for limit in limits:
-            beyond = sorted(set(models) - limit)
-            if beyond:
-                self._deny(
-                    principal,
-                    Action.KEYS_MANAGE,
-                    f"model '{beyond[0]}'",
-                    "you cannot grant a model beyond your own",
-                )
-        return frozenset(models)
-
-    def _grantable_expiry(self, principal: Principal, wanted: datetime | None) -> datetime | None:
-        now = self._clock()
-        if wanted is not None and wanted <= now:
-            raise InvalidParameter("expires_at must be in the future.", param="expires_at")
-        limit = principal.expires_at
-        if limit is None:
-            return wanted
-        if wanted is None or wanted > limit:
-            return limit  # a key never outlives the credential that minted it
-        return wanted
-
-    def _known_models(self, names: list[str] | None, param: str) -> list[str] | None:
-        if names is None:
-            return None
-        resolved = []
-        for index, name in enumerate(names):
-            try:
-                resolved.append(self._catalog.resolve(name).card.id)
-            except ModelNotFound:
-                raise InvalidParameter(
-                    f"The model '{name}' is not in the catalog.", param=f"{param}[{index}]"
-                ) from None
-        return sorted(set(resolved))
-
-    def _mint(
-        self,
-        principal: Principal,
-        project_id: str,
-        name: str,
-        role: Role,
-        models: frozenset[str] | list[str] | None,
-        expires_at: datetime | None,
-        subject: str | None = None,
-    ) -> tuple[str, KeyRecord]:
-        key_id = new_key_id()
-        while key_id in self._directory.keys:
-            key_id = new_key_id()
-        key = compose_project_key(key_id)
-        record = KeyRecord(
-            id=key_id,
-            project_id=project_id,
-            name=name,
-            # The bootstrap key acts for nobody in particular: what it mints stands for itself,
-            # so one minted key never counts as another's "own".
-            subject=subject
-            or (f"key:{key_id}" if principal.kind == "admin" else principal.subject),
-            role=role,
-            models=frozenset(models) if models is not None else None,
-            digest=keyed_digest(self._key_secret, key),
-            created_at=self._clock(),
-            created_by=principal.subject,
-            expires_at=expires_at,
-            revoked_at=None,
-            replaced_by=None,
-        )
-        return key, record
-
-    def _record(
-        self,
-        connection: Connection,
-        principal: Principal,
-        action: str,
-        obj: str,
-        project_id: str | None,
-        reason: str,
-    ) -> None:
-        event = AuditEvent(
-            actor=principal.subject,
-            action=action,
-            object=obj,
-            outcome="succeeded",
-            reason=reason,
-            project_id=project_id,
-            client_ip=principal.client_ip,
-        )
-        self._audit.append_in(connection, event)
-
-    @staticmethod
-    def _deny(principal: Principal, action: Action, resource: str, reason: str) -> None:
-        raise AccessDenied(Decision(False, action, resource, reason), principal.subject)
 
 
 def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:
@@ -656,7 +380,3 @@ def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:
                 f"'{cidr}' is not a network in CIDR notation.", param=f"allowed_cidrs[{index}]"
             ) from None
     return list(cidrs)
-
-
-def _replace_key(key: KeyRecord, **changes: Any) -> KeyRecord:
-    return dataclasses.replace(key, **changes)

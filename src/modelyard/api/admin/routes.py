@@ -141,7 +141,7 @@ async def remove_member(request: Request) -> Response:
 async def list_keys(request: Request) -> Response:
     principal = await caller(request)
     project = request.path_params["project"]
-    return await _read(lambda: app_state(request).admin.list_keys(principal, project))
+    return await _read(lambda: app_state(request).admin.keys.list_keys(principal, project))
 
 
 async def create_key(request: Request) -> Response:
@@ -149,21 +149,21 @@ async def create_key(request: Request) -> Response:
     body = await read_model(request, KeyCreate, frozenset())
     project = request.path_params["project"]
     return await _mutate(
-        request, lambda: app_state(request).admin.create_key(principal, project, body), 201
+        request, lambda: app_state(request).admin.keys.create_key(principal, project, body), 201
     )
 
 
 async def get_key(request: Request) -> Response:
     principal = await caller(request)
     project, key_id = request.path_params["project"], request.path_params["key_id"]
-    return await _read(lambda: app_state(request).admin.get_key(principal, project, key_id))
+    return await _read(lambda: app_state(request).admin.keys.get_key(principal, project, key_id))
 
 
 async def revoke_key(request: Request) -> Response:
     principal = await caller(request)
     project, key_id = request.path_params["project"], request.path_params["key_id"]
     return await _mutate(
-        request, lambda: app_state(request).admin.revoke_key(principal, project, key_id)
+        request, lambda: app_state(request).admin.keys.revoke_key(principal, project, key_id)
     )
 
 
@@ -173,7 +173,7 @@ async def rotate_key(request: Request) -> Response:
     body = await read_model(request, KeyRotate, frozenset()) if raw.strip() else KeyRotate()
     project, key_id = request.path_params["project"], request.path_params["key_id"]
     return await _mutate(
-        request, lambda: app_state(request).admin.rotate_key(principal, project, key_id, body)
+        request, lambda: app_state(request).admin.keys.rotate_key(principal, project, key_id, body)
     )
 
 
