@@ -35,9 +35,11 @@ from modelyard.limits.values import (
     Reserved,
     Throttled,
     WindowState,
-    check_budgets,
+    check_admission,
     check_count,
     check_key,
+    check_lease,
+    check_reservation,
     check_windows,
     epoch_ms,
     from_epoch_us,
@@ -130,10 +132,7 @@ class MemoryCounterStore:
         amount_micros: int,
         owner: str,
     ) -> Reserved | OverBudget:
-        check_key("reservation_id", reservation_id)
-        check_key("owner", owner)
-        check_count("amount_micros", amount_micros)
-        check_budgets(budgets)
+        check_reservation(reservation_id, owner, amount_micros, budgets)
         with self._lock:
             now = self._begin()
             if self._is_open(reservation_id):
@@ -282,10 +281,7 @@ class MemoryCounterStore:
         return log is not None and log.adjust(request_id, actual_amount)
 
     async def enter(self, key: str, cap: int, lease_id: str, ttl_s: float) -> bool:
-        check_key("lease_id", lease_id)
-        check_count("cap", cap)
-        if ttl_s <= 0:
-            raise ValueError("ttl_s must be positive")
+        check_lease(lease_id, cap, ttl_s)
         with self._lock:
             now = self._begin()
             leases = self._live_leases(key, now)
@@ -326,11 +322,7 @@ class MemoryCounterStore:
         amount_micros: int,
         owner: str,
     ) -> AdmissionResult:
-        check_key("request_id", request_id)
-        check_key("owner", owner)
-        check_count("amount_micros", amount_micros)
-        check_windows(windows, allow_none=True)
-        check_budgets(budgets)
+        check_admission(request_id, owner, amount_micros, windows, budgets)
         with self._lock:
             now = self._begin()
             reserved = self._is_open(request_id)

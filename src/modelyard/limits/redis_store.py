@@ -54,9 +54,11 @@ from modelyard.limits.values import (
     Reserved,
     Throttled,
     WindowState,
-    check_budgets,
+    check_admission,
     check_count,
     check_key,
+    check_lease,
+    check_reservation,
     check_windows,
     epoch_ms,
     from_epoch_us,
@@ -132,10 +134,7 @@ class RedisCounterStore:
         amount_micros: int,
         owner: str,
     ) -> Reserved | OverBudget:
-        check_key("reservation_id", reservation_id)
-        check_key("owner", owner)
-        check_count("amount_micros", amount_micros)
-        check_budgets(budgets)
+        check_reservation(reservation_id, owner, amount_micros, budgets)
         keys = self._reservation_keys(reservation_id, owner)
         keys += [self._key("b", budget.key) for budget in budgets]
         args: list[str | int] = [
@@ -230,10 +229,7 @@ class RedisCounterStore:
         return int(done) == 1
 
     async def enter(self, key: str, cap: int, lease_id: str, ttl_s: float) -> bool:
-        check_key("lease_id", lease_id)
-        check_count("cap", cap)
-        if ttl_s <= 0:
-            raise ValueError("ttl_s must be positive")
+        check_lease(lease_id, cap, ttl_s)
         async with self._asking():
             held = await self._enter(
                 keys=[self._key("cc", key)], args=[lease_id, cap, round(ttl_s * 1_000_000)]
@@ -255,11 +251,7 @@ class RedisCounterStore:
         amount_micros: int,
         owner: str,
     ) -> AdmissionResult:
-        check_key("request_id", request_id)
-        check_key("owner", owner)
-        check_count("amount_micros", amount_micros)
-        check_windows(windows, allow_none=True)
-        check_budgets(budgets)
+        check_admission(request_id, owner, amount_micros, windows, budgets)
         keys = self._reservation_keys(request_id, owner)
         args: list[str | int] = [
             request_id,

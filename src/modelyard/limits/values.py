@@ -221,3 +221,36 @@ def check_windows(windows: Sequence[RateWindow], *, allow_none: bool = False) ->
         raise ValueError("an admission needs at least one window")
     if len(set(keys)) != len(keys):
         raise ValueError(f"a rate limit key appears twice: {keys}")
+
+
+# The argument checks of each store operation, shared by both stores so they refuse alike.
+
+
+def check_reservation(
+    reservation_id: str, owner: str, amount_micros: int, budgets: Sequence[BudgetLimit]
+) -> None:
+    check_key("reservation_id", reservation_id)
+    check_key("owner", owner)
+    check_count("amount_micros", amount_micros)
+    check_budgets(budgets)
+
+
+def check_admission(
+    request_id: str,
+    owner: str,
+    amount_micros: int,
+    windows: Sequence[RateWindow],
+    budgets: Sequence[BudgetLimit],
+) -> None:
+    check_key("request_id", request_id)
+    check_key("owner", owner)
+    check_count("amount_micros", amount_micros)
+    check_windows(windows, allow_none=True)
+    check_budgets(budgets)
+
+
+def check_lease(lease_id: str, cap: int, ttl_s: float) -> None:
+    check_key("lease_id", lease_id)
+    check_count("cap", cap)
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
