@@ -12,7 +12,7 @@ import pytest
 
 from modelyard.testing.fake_upstream import FakeUpstream
 from tests.remote.fixtures import remote_catalog
-from tests.replicas.test_shared_config import SHARED_SECRET, Replicas, admin, models_status
+from tests.replicas.test_shared_config import SHARED_SECRET, Replicas, models_status
 from tests.support.gateway import GatewayProcess
 from tests.support.services import PostgresServer
 
@@ -46,8 +46,8 @@ def test_a_project_made_on_one_replica_takes_keys_on_another(
     slow_polling_replicas: Replicas,
 ) -> None:
     a, b = slow_polling_replicas.a, slow_polling_replicas.b
-    assert admin(a, "POST", "/admin/projects", {"id": "fresh"}).status_code == 201
-    created = admin(b, "POST", "/admin/projects/fresh/keys", {"name": "k"})
+    assert a.admin("POST", "/admin/projects", {"id": "fresh"}).status_code == 201
+    created = b.admin("POST", "/admin/projects/fresh/keys", {"name": "k"})
     assert created.status_code == 201, created.text
     key = created.json()["key"]
     assert models_status(a, key) == 200  # made on b, used on a at once
@@ -58,7 +58,7 @@ def test_a_key_made_on_one_replica_works_on_the_other_at_once(
     slow_polling_replicas: Replicas,
 ) -> None:
     a, b = slow_polling_replicas.a, slow_polling_replicas.b
-    key = admin(a, "POST", "/admin/projects/default/keys", {"name": "now"}).json()["key"]
+    key = a.admin("POST", "/admin/projects/default/keys", {"name": "now"}).json()["key"]
     assert models_status(b, key) == 200
     chat = httpx.post(
         f"{b.base_url}/v1/chat/completions",
@@ -73,7 +73,7 @@ def test_unknown_keys_and_projects_are_still_refused(slow_polling_replicas: Repl
     b = slow_polling_replicas.b
     forged = "myd-" + "a" * 12 + "-" + "b" * 43
     assert models_status(b, forged) == 401
-    assert admin(b, "GET", "/admin/projects/never-made").status_code == 404
+    assert b.admin("GET", "/admin/projects/never-made").status_code == 404
 
 
 def test_the_poll_alone_would_not_have_told_the_other_replica(
@@ -81,7 +81,7 @@ def test_the_poll_alone_would_not_have_told_the_other_replica(
 ) -> None:
     """The control: b learns of a project it was never asked about only at its next poll."""
     a, b = slow_polling_replicas.a, slow_polling_replicas.b
-    assert admin(a, "POST", "/admin/projects", {"id": "unasked"}).status_code == 201
-    listed = admin(b, "GET", "/admin/projects").json()
+    assert a.admin("POST", "/admin/projects", {"id": "unasked"}).status_code == 201
+    listed = b.admin("GET", "/admin/projects").json()
     names = [project["id"] for project in listed["data"]]
     assert "unasked" not in names

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import openai
@@ -61,16 +60,6 @@ def replicas(
         assert SHARED_SECRET not in gateway.log()
 
 
-def admin(gateway: GatewayProcess, method: str, path: str, body: Any = None) -> httpx.Response:
-    return httpx.request(
-        method,
-        gateway.base_url + path,
-        json=body,
-        headers={"authorization": f"Bearer {gateway.admin_key}"},
-        timeout=30,
-    )
-
-
 def models_status(gateway: GatewayProcess, key: str) -> int:
     response = httpx.get(
         f"{gateway.base_url}/v1/models", headers={"authorization": f"Bearer {key}"}, timeout=10
@@ -101,20 +90,20 @@ def test_key_made_on_one_replica_works_on_the_other_and_revocation_reaches_back(
     replicas: Replicas,
 ) -> None:
     a, b = replicas.a, replicas.b
-    assert admin(a, "POST", "/admin/projects", {"id": "shared"}).status_code == 201
-    made = admin(a, "POST", "/admin/projects/shared/keys", {"name": "ci", "role": "developer"})
+    assert a.admin("POST", "/admin/projects", {"id": "shared"}).status_code == 201
+    made = a.admin("POST", "/admin/projects/shared/keys", {"name": "ci", "role": "developer"})
     assert made.status_code == 201, made.text
     key, key_id = made.json()["key"], made.json()["id"]
     assert models_status(a, key) == 200
 
     within(PROPAGATION_S, lambda: models_status(b, key) == 200)
-    assert admin(b, "GET", "/admin/projects/shared").json()["id"] == "shared"
+    assert b.admin("GET", "/admin/projects/shared").json()["id"] == "shared"
 
-    revoked = admin(b, "POST", f"/admin/projects/shared/keys/{key_id}/revoke")
+    revoked = b.admin("POST", f"/admin/projects/shared/keys/{key_id}/revoke")
     assert revoked.status_code == 200, revoked.text
     assert models_status(b, key) == 401
     within(PROPAGATION_S, lambda: models_status(a, key) == 401)
-    assert admin(a, "GET", f"/admin/projects/shared/keys/{key_id}").json()["revoked_at"]
+    assert a.admin("GET", f"/admin/projects/shared/keys/{key_id}").json()["revoked_at"]
 
     verdict = verify_audit(replicas.database_url)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
@@ -128,7 +117,7 @@ def test_concurrent_mutations_on_both_replicas_leave_one_intact_audit_chain(
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         created = list(
             pool.map(
-                lambda pair: admin(pair[0], "POST", "/admin/projects", {"id": pair[1]}),
+                lambda pair: pair[0].admin("POST", "/admin/projects", {"id": pair[1]}),
                 zip(targets, names, strict=True),
             )
         )
@@ -137,14 +126,14 @@ def test_concurrent_mutations_on_both_replicas_leave_one_intact_audit_chain(
     ]
 
     def listed(gateway: GatewayProcess) -> set[str]:
-        return {p["id"] for p in admin(gateway, "GET", "/admin/projects").json()["data"]}
+        return {p["id"] for p in gateway.admin("GET", "/admin/projects").json()["data"]}
 
     for gateway in (replicas.a, replicas.b):
         within(PROPAGATION_S, lambda gateway=gateway: set(names) <= listed(gateway))
 
     verdict = verify_audit(replicas.database_url)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
-    events = admin(replicas.a, "GET", "/admin/audit?limit=1000").json()["data"]
+    events = replicas.a.admin("GET", "/admin/audit?limit=1000").json()["data"]
     seqs = [event["seq"] for event in events]
     assert seqs == list(range(1, len(seqs) + 1))
     burst = {e["object"] for e in events if e["action"] == "projects.create"}
@@ -163,7 +152,7 @@ def test_requests_and_idempotent_retries_work_across_replicas(replicas: Replicas
     assert first.status_code == again.status_code == 201, again.text
     assert again.json() == first.json()
 
-    made = admin(a, "POST", "/admin/projects/retried/keys", {"name": "app", "role": "developer"})
+    made = a.admin("POST", "/admin/projects/retried/keys", {"name": "app", "role": "developer"})
     key = made.json()["key"]
     within(PROPAGATION_S, lambda: models_status(b, key) == 200)
     for gateway in (a, b):

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from modelyard.catalog.cards import Price
 from tests.remote.fixtures import remote_catalog
 from tests.support.gateway import GatewayProcess
@@ -96,30 +94,20 @@ def start_replicas(
     return Topology("two replicas", gateways, database_url, redis_url)
 
 
-def admin(gateway: GatewayProcess, method: str, path: str, body: Any = None) -> httpx.Response:
-    return httpx.request(
-        method,
-        gateway.base_url + path,
-        json=body,
-        headers={"authorization": f"Bearer {gateway.admin_key}"},
-        timeout=30,
-    )
-
-
 def new_key(topology: Topology, project: str, limits: dict[str, Any]) -> Key:
     """A project with one key carrying `limits`, enforced by every gateway of the topology."""
     first = topology.gateways[0]
-    created = admin(first, "POST", "/admin/projects", {"id": project})
+    created = first.admin("POST", "/admin/projects", {"id": project})
     assert created.status_code == 201, created.text
-    made = admin(first, "POST", f"/admin/projects/{project}/keys", {"name": "load"})
+    made = first.admin("POST", f"/admin/projects/{project}/keys", {"name": "load"})
     assert made.status_code == 201, made.text
     key = Key(project, made.json()["id"], made.json()["key"])
     path = f"/admin/projects/{project}/keys/{key.id}/limits"
-    put = admin(first, "PUT", path, limits)
+    put = first.admin("PUT", path, limits)
     assert put.status_code == 200, put.text
     deadline = time.monotonic() + 10
     for gateway in topology.gateways[1:]:
-        while (seen := admin(gateway, "GET", path)).json() != put.json():
+        while (seen := gateway.admin("GET", path)).json() != put.json():
             assert time.monotonic() < deadline, f"limits not seen by {gateway.base_url}: {seen}"
             time.sleep(0.1)
     return key

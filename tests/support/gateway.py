@@ -87,6 +87,17 @@ class GatewayProcess:
                 self.process.wait(5)
         return self.process.returncode
 
+    def admin(self, method: str, path: str, body: object = None) -> httpx.Response:
+        """An admin API call with the admin key."""
+        return httpx.request(
+            method,
+            self.base_url + path,
+            json=body,
+            headers={"authorization": f"Bearer {self.admin_key}"},
+            timeout=30,
+            verify=self.verify,
+        )
+
     def metric(self, name: str, **labels: str) -> float:
         """One sample from /metrics (admin only)."""
         text = httpx.get(
