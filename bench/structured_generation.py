@@ -12,7 +12,7 @@ the CPUs are redone, found through Linux /proc counters.
 
 Compile: for a small, a typical (openai `.parse()`-style pydantic), a wide, a deeply nested
 JSON schema and a ten-tool contract, the cold cost of `grammar_source` plus the matcher
-(`GrammarFactory.constraint` on a grammar it has not seen), the first mask, and the per-token
+(`GrammarCompiler.constraint` on a grammar it has not seen), the first mask, and the per-token
 mask time in a real constrained generation; the same for xgrammar and, for the schemas,
 llama.cpp's GBNF conversion and parse. It then says which engine the numbers favour.
 
@@ -46,13 +46,13 @@ from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 from pydantic import BaseModel
 
 from modelyard.catalog.cards import WeightsSource
+from modelyard.engine.constraint import GrammarCompiler, GrammarConstraint
+from modelyard.engine.text_assembly import TextAssembler
 from modelyard.protocol.chat import UserMessage
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
-from modelyard.providers.llamacpp.grammar import GrammarFactory, _calls_schema, grammar_source
+from modelyard.providers.llamacpp.grammar import _calls_schema, grammar_source
 from modelyard.providers.llamacpp.locate import WeightsNotFound, locate_gguf
 from modelyard.providers.llamacpp.prompt import prompt_messages
-from modelyard.providers.llamacpp.provider import load_llama
-from modelyard.providers.llamacpp.text_assembly import TextAssembler
 from modelyard.providers.llamacpp.tool_format import CALL_CLOSE, CALL_OPEN
 from modelyard.structured.contract import OutputContract, ToolSpec
 from modelyard.structured.schema_support import check_schema
@@ -353,7 +353,7 @@ def progress(message: str) -> None:
     print(f"structured_generation: {message}", file=sys.stderr, flush=True)
 
 
-# -- the model, driven like ModelWorker._generate -------------------------------------------------
+# -- the model, driven like the engine drives each sequence --------------------------------------
 
 Processor = Callable[[Any, Any], Any]
 
@@ -378,6 +378,12 @@ class Run:
     stopped_by: str
     text: str
     other_processes_ms: float | None = None
+
+
+def load_llama(path: Path, n_ctx: int, threads: int) -> Any:
+    return llama_cpp.Llama(
+        model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
+    )
 
 
 class LocalModel:
@@ -416,7 +422,7 @@ class LocalModel:
         budget: int,
         tokens: list[int] | None = None,
     ) -> Run:
-        """One choice, step for step as `ModelWorker._generate`, greedy, no stop strings;
+        """One choice, step for step as the engine decodes a sequence, greedy, no stop strings;
         appends the generated tokens to `tokens` when given."""
         llama = self.llama
         budget = min(budget, llama.n_ctx() - len(prompt))
@@ -486,15 +492,29 @@ def timed(processor: Processor, samples: list[float]) -> Processor:
 # -- engines -------------------------------------------------------------------------------------
 
 
+def mask_logits(constraint: GrammarConstraint) -> Any:
+    """The engine's in-place mask as a llama-cpp-python logits processor."""
+
+    def processor(_input_ids: Any, logits: Any) -> Any:
+        constraint.mask(logits)
+        return logits
+
+    return processor
+
+
 class Llguidance:
-    """The gateway's own path: grammar_source, GrammarFactory, GrammarConstraint."""
+    """The gateway's own path: grammar_source, then the engine's GrammarCompiler and
+    GrammarConstraint."""
 
     def __init__(self, model: LocalModel) -> None:
-        self.factory = GrammarFactory(model.llama)
+        n_vocab = int(model.llama.n_vocab())
+        pieces = [model.llama.detokenize([token]) for token in range(n_vocab)]
+        self.factory = GrammarCompiler(model.llama._model.vocab, n_vocab, pieces)
+        self.factory.build_tokenizer()
 
     def steering(self, grammar: str) -> Steering:
         constraint = self.factory.constraint(grammar)
-        return Steering(constraint.mask_logits, None, constraint.consume, constraint.finished)
+        return Steering(mask_logits(constraint), None, constraint.consume, constraint.finished)
 
 
 class Xgrammar:
@@ -714,7 +734,7 @@ class CostMeter:
             assert grammar is not None
             constraint = engine.factory.constraint(grammar)
             compiled = time.perf_counter()
-            constraint.mask_logits(None, logits.logit)
+            constraint.mask(logits.logit)
             masked = time.perf_counter()
             return (sourced - started) * 1e3, (compiled - sourced) * 1e3, (masked - compiled) * 1e3
 
@@ -825,7 +845,7 @@ class MaskBreakdown:
 def mask_breakdown(
     model: LocalModel, engine: Llguidance, grammar: str, tokens: list[int]
 ) -> MaskBreakdown:
-    """Times GrammarConstraint.mask_logits whole, and its two halves on a bare LLMatcher of the
+    """Times GrammarConstraint.mask whole, and its two halves on a bare LLMatcher of the
     same grammar: computing the bitmask, and applying it to the strided logits (the same three
     numpy lines as grammar.py); and computing the mask into a preallocated buffer. The three
     probes run in a rotating order, so none always finds the caches warmed by another."""
@@ -842,7 +862,7 @@ def mask_breakdown(
     def whole() -> None:
         records.logit[:] = fresh
         started = time.perf_counter_ns()
-        constraint.mask_logits(None, records.logit)
+        constraint.mask(records.logit)
         samples["whole"].append((time.perf_counter_ns() - started) / 1e3)
 
     def halves() -> None:
@@ -1069,7 +1089,7 @@ def render_report(outcome: Outcome) -> str:
         "",
         f"Method: the gateway's prompt for a JSON-schema request ({setup.decode_prompt_tokens} "
         "tokens: its system message carries the schema) is generated greedily by a loop that "
-        "repeats ModelWorker._generate step for step, once per engine per round, "
+        "repeats the engine's decode step for step, once per engine per round, "
         f"{setup.runs} rounds after one warm-up round, the engine order rotating each round. "
         "The schema asks for exactly 12 products (about 70 tokens each), so no constrained "
         f"run can finish inside max_tokens {setup.max_tokens}, and the unconstrained run, same "
@@ -1120,9 +1140,9 @@ def render_compile(outcome: Outcome) -> list[str]:
         "### Compile time and per-token mask",
         "",
         f"Cold: each repetition changes a description, so grammar_source's cache and "
-        f"GrammarFactory's compiled-matcher cache both miss (xgrammar: cache disabled). Median "
+        f"GrammarCompiler's compiled-matcher cache both miss (xgrammar: cache disabled). Median "
         f"of up to {COMPILE_REPS} repetitions. grammar source = grammar_source(contract) "
-        "(GBNF: llama-cpp-python's json_schema_to_gbnf); matcher = GrammarFactory.constraint "
+        "(GBNF: llama-cpp-python's json_schema_to_gbnf); matcher = GrammarCompiler.constraint "
         "(LLMatcher construction and copy; xgrammar: compile and GrammarMatcher; GBNF: "
         "llama.cpp's parse when generate() builds its sampler, on every request); first mask = "
         "the first mask_logits call on a fresh matcher (llguidance builds lexer states lazily); "
@@ -1164,7 +1184,7 @@ def render_breakdown(outcome: Outcome) -> list[str]:
             "llguidance path, all included (vs unconstrained, per round)",
             per_token_us(outcome.rounds, LLGUIDANCE).show(0),
         ),
-        ("GrammarConstraint.mask_logits (replay)", f"{b.mask_logits_us:.1f}"),
+        ("GrammarConstraint.mask (replay)", f"{b.mask_logits_us:.1f}"),
         ("  of which LLMatcher.compute_bitmask", f"{b.compute_bitmask_us:.1f}"),
         (
             "  of which unpackbits + writing -inf into the strided logits",

@@ -28,9 +28,11 @@ stops `modelyard serve` before it binds, with a message for the operator.
     ├── UpstreamFailed (502)              code=upstream_error
     │   ├── UpstreamStreamBroken          code=upstream_stream_broken
     │   └── InvalidModelOutput            code=invalid_model_output
+    ├── LocalEngineFailed (502)           code=engine_failed (the engine process died mid-request)
     ├── UpstreamTimeout (504)             code=upstream_timeout
     ├── ServiceUnavailable (503)
     │   ├── EngineBusy                    code=engine_overloaded (Retry-After)
+    │   ├── EngineUnavailable             code=engine_unavailable (starting, restarting, broken)
     │   ├── UpstreamUnavailable           code=upstream_unavailable
     │   └── NotReady                      code=not_ready
     └── InternalError (500)               code=internal_error
@@ -188,6 +190,15 @@ class InvalidModelOutput(UpstreamFailed):
     retryable = False
 
 
+class LocalEngineFailed(ModelyardError):
+    """A local model's engine process died while generating; it is being restarted."""
+
+    status = 502
+    type = "server_error"
+    code = "engine_failed"
+    retryable = True
+
+
 class UpstreamTimeout(ModelyardError):
     status = 504
     type = "server_error"
@@ -204,6 +215,12 @@ class ServiceUnavailable(ModelyardError):
 
 class EngineBusy(ServiceUnavailable):
     code = "engine_overloaded"
+
+
+class EngineUnavailable(ServiceUnavailable):
+    """A local model's engine is loading, restarting after a crash, or failing its self-test."""
+
+    code = "engine_unavailable"
 
 
 class UpstreamUnavailable(ServiceUnavailable):

@@ -34,8 +34,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * MIB, gt=0)
     # Threads llama.cpp uses per loaded model; 0 means one per CPU core.
     engine_threads: int = Field(default=0, ge=0)
-    # Requests that may wait for a local model while it serves another; one more gets a 503.
+    # Requests that may wait for a local model while its slots are all generating; one more
+    # gets a 503.
     engine_queue_depth: int = Field(default=16, ge=0)
+    # Sequences a local model decodes together (continuous batching); a deployment's
+    # `options.parallel` overrides it. Each slot holds the model's whole context window.
+    engine_parallel: int = Field(default=4, ge=1, le=64)
     # The largest `n` (choices per request) accepted.
     max_choices: int = Field(default=4, ge=1)
     # The model the Azure AI Inference endpoint serves when a request names none.

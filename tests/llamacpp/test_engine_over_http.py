@@ -13,21 +13,12 @@ import httpx
 import openai
 import pytest
 
+from tests.llamacpp.engine_harness import LONG_STORY_PROMPT, UNENDING_STORY
 from tests.support.gateway import GatewayProcess
 
 MODEL = "smollm2"
-LONG = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
+LONG = LONG_STORY_PROMPT
 DEPLOYMENT = {"deployment": "smollm2-local"}
-UNENDING_STORY = {
-    "name": "story",
-    "strict": True,
-    "schema": {
-        "type": "object",
-        "properties": {"story": {"type": "string", "minLength": 20000}},
-        "required": ["story"],
-        "additionalProperties": False,
-    },
-}
 
 
 def wait_idle(gateway: GatewayProcess, timeout: float = 60) -> None:
@@ -164,7 +155,8 @@ def test_event_loop_answers_while_the_model_generates(gateway: GatewayProcess) -
 @pytest.fixture(scope="module")
 def tiny_queue_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     process = GatewayProcess(
-        tmp_path_factory.mktemp("tiny-queue"), env={"MODELYARD_ENGINE_QUEUE_DEPTH": "1"}
+        tmp_path_factory.mktemp("tiny-queue"),
+        env={"MODELYARD_ENGINE_QUEUE_DEPTH": "1", "MODELYARD_ENGINE_PARALLEL": "1"},
     ).start()
     yield process
     process.stop()

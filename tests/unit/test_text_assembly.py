@@ -1,4 +1,4 @@
-from modelyard.providers.llamacpp.text_assembly import TextAssembler
+from modelyard.engine.text_assembly import TextAssembler
 
 
 def feed(assembler: TextAssembler, pieces: list[bytes]) -> str:

@@ -19,9 +19,14 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     state = app_state(request)
-    waiting = [type(p).__name__ for p in state.providers.all() if not p.ready()]
-    if waiting:
-        raise NotReady(f"Not ready: still loading ({', '.join(waiting)}).", retry_after_s=1)
+    unready = {
+        deployment: reason
+        for provider in state.providers.all()
+        for deployment, reason in provider.unready().items()
+    }
+    if unready:
+        listed = "; ".join(f"deployment '{d}': {reason}" for d, reason in sorted(unready.items()))
+        raise NotReady(f"Not ready: {listed}.", retry_after_s=1)
     return Response(orjson.dumps({"status": "ready"}), media_type="application/json")
 
 

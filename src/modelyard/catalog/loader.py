@@ -200,6 +200,8 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                 weights = dep.weights.source(path.parent)
             except ValueError as exc:
                 raise CatalogError(f"{where}: weights: {exc}") from None
+            card = next(card for card in cards if card.id == dep.model)
+            _check_engine_options(where, dep.options, card)
         elif dep.upstream is None:
             raise CatalogError(f"{where}: upstream: required for provider '{dep.provider}'")
         elif dep.provider == "azure" and (
@@ -236,6 +238,25 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
             )
         )
     return Catalog(cards, deployments)
+
+
+ENGINE_OPTION_BOUNDS = {"parallel": (1, 64), "context_window": (16, None)}
+
+
+def _check_engine_options(
+    where: str, options: dict[str, int | str | bool], card: ModelCard
+) -> None:
+    """A local engine's `parallel` (sequences decoded together) and `context_window` (tokens per
+    sequence, at most the card's) are whole numbers in range."""
+    for name, (low, high) in ENGINE_OPTION_BOUNDS.items():
+        if name not in options:
+            continue
+        value = options[name]
+        high = high if high is not None else card.context_window
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CatalogError(
+                f"{where}: options.{name}: must be a whole number from {low} to {high}"
+            )
 
 
 def _to_micros(dollars: Decimal) -> int:

@@ -100,7 +100,14 @@ class Provider(Protocol):
     async def stop(self) -> None:
         """Release everything `start` acquired; in-flight generations are cancelled."""
 
-    def ready(self) -> bool: ...
+    def unready(self) -> dict[str, str]:
+        """Deployments of this provider that cannot serve yet (or any more), with the reason;
+        empty when all are ready. Readiness of the gateway is that of every provider."""
+        ...
+
+    def healthy(self, deployment_id: str) -> bool:
+        """Whether this deployment can take a request now (a broken local engine cannot)."""
+        ...
 
     def metric_samples(self) -> list[MetricSample]: ...
 
@@ -120,6 +127,8 @@ class Provider(Protocol):
         card: ModelCard,
         deployment: Deployment,
         contract: OutputContract,
+        caller: str = "",
     ) -> ChatStream:
-        """Admit a chat request, or raise a ModelyardError before any output exists."""
+        """Admit a chat request, or raise a ModelyardError before any output exists. `caller`
+        names who asks (a key), for providers that share capacity fairly between callers."""
         ...

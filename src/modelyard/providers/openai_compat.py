@@ -62,7 +62,10 @@ class OpenAICompatProvider:
     async def stop(self) -> None:
         await self._transport.aclose()
 
-    def ready(self) -> bool:
+    def unready(self) -> dict[str, str]:
+        return {}
+
+    def healthy(self, deployment_id: str) -> bool:
         return True
 
     def metric_samples(self) -> list[MetricSample]:
@@ -101,6 +104,7 @@ class OpenAICompatProvider:
         card: ModelCard,
         deployment: Deployment,
         contract: OutputContract,
+        caller: str = "",
     ) -> RemoteChatStream:
         assert deployment.upstream is not None
         body = upstream_body(request, deployment)

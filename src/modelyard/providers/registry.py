@@ -42,7 +42,10 @@ def build_registry(catalog: Catalog, settings: Settings) -> ProviderRegistry:
         from modelyard.providers.llamacpp.provider import LlamaCppProvider
 
         providers["llamacpp"] = LlamaCppProvider(
-            local, threads=settings.engine_threads, queue_depth=settings.engine_queue_depth
+            local,
+            threads=settings.engine_threads,
+            queue_depth=settings.engine_queue_depth,
+            parallel=settings.engine_parallel,
         )
     embedders = [d for d in catalog.deployments if d.provider == "sentence_transformers"]
     if embedders:

@@ -82,8 +82,11 @@ class SentenceTransformersProvider:
     async def stop(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def ready(self) -> bool:
-        return len(self._models) == len(self._directories)
+    def unready(self) -> dict[str, str]:
+        return {d: "loading" for d in self._directories if d not in self._models}
+
+    def healthy(self, deployment_id: str) -> bool:
+        return deployment_id in self._models
 
     def metric_samples(self) -> list[MetricSample]:
         return []
@@ -97,6 +100,7 @@ class SentenceTransformersProvider:
         card: ModelCard,
         deployment: Deployment,
         contract: OutputContract,
+        caller: str = "",
     ) -> ChatStream:
         raise AssertionError("the catalog gives embedding models no chat capability")
 

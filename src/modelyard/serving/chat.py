@@ -69,10 +69,15 @@ class ChatService:
         candidates = [d for d in resolution.deployments if deployment_id in (None, d.id)]
         if not candidates:
             raise ModelNotFound(f"The model '{request.model}' has no deployment.", param="model")
-        deployment = candidates[0]
+        # A deployment whose engine is down is passed over while another can serve.
+        deployment = next(
+            (d for d in candidates if self._providers.for_deployment(d).healthy(d.id)),
+            candidates[0],
+        )
         provider = self._providers.for_deployment(deployment)
         _check_contract_capabilities(contract, card, provider.enforced_capabilities())
-        reopen = partial(provider.open_chat, request, card, deployment, contract)
+        caller = principal.key_id or principal.subject
+        reopen = partial(provider.open_chat, request, card, deployment, contract, caller)
         max_output = request.requested_max_tokens() or card.max_output_tokens
         admission = await self._admission.admit(
             principal,

@@ -20,6 +20,7 @@ class ModelsService:
     def __init__(self, catalog: Catalog, providers: ProviderRegistry, access: AccessPolicy) -> None:
         self._catalog = catalog
         self._access = access
+        self._providers = providers
         # Cards never change while the process runs, so their wire form is built once.
         self._entries = {
             card.id: _model_entry(card, catalog.deployments_of(card.id), providers)
@@ -30,7 +31,7 @@ class ModelsService:
         """The models this caller may use in its project: the others are not listed at all."""
         project = self._access.acting_project(principal, Action.CATALOG_READ)
         visible = [
-            entry
+            self._with_health(entry)
             for model_id, entry in self._entries.items()
             if self._access.may_see_model(principal, project, model_id)
         ]
@@ -44,7 +45,16 @@ class ModelsService:
             raise ModelNotFound(
                 f"The model '{name}' does not exist or you do not have access to it."
             )
-        return entry
+        return self._with_health(entry)
+
+    def _with_health(self, entry: JsonObject) -> JsonObject:
+        """The card's entry with each deployment's health now (a local engine may be down)."""
+        deployments = []
+        for deployment in entry["deployments"]:
+            provider = self._providers.get(deployment["provider"])
+            healthy = provider is not None and provider.healthy(deployment["id"])
+            deployments.append({**deployment, "health": "ready" if healthy else "unavailable"})
+        return {**entry, "deployments": deployments}
 
 
 def _model_entry(

@@ -1,10 +1,10 @@
-"""Grammar-constrained decoding for local models, with llguidance.
+"""The grammar of a local request's output contract, with llguidance.
 
 An output contract becomes one llguidance grammar (JSON Schema and tool calls; see
-`tool_format.py` for the call syntax), compiled once per distinct contract and copied per
-request. During generation the grammar's token mask is applied to the logits before sampling,
-so every sampled token keeps the output valid; measured on SmolLM2 this costs a few percent of
-throughput, where llama.cpp's own GBNF engine costs about 40%.
+`tool_format.py` for the call syntax). The gateway builds it here, without the model; the engine
+process compiles it against the model's tokenizer and masks every token that would break it
+(`modelyard/engine/constraint.py`). Measured on SmolLM2 this costs a few percent of throughput,
+where llama.cpp's own GBNF engine costs about 40%.
 """
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ import functools
 from typing import Any
 
 import llguidance
-import llguidance.llamacpp
-import numpy as np
 import orjson
-from numpy.typing import NDArray
 
-from modelyard.errors import UnsupportedSchema
 from modelyard.providers.llamacpp.tool_format import CALL_CLOSE, CALL_OPEN
 from modelyard.structured.contract import OutputContract, ToolSpec
 
@@ -114,49 +110,3 @@ def failing_schema_param(contract: OutputContract) -> str:
             if llguidance.LLMatcher.validate_grammar(grammar):
                 return f"tools[{index}].function.parameters"
     return "response_format.json_schema.schema"
-
-
-class GrammarFactory:
-    """Per model: the tokenizer llguidance needs, and a compiled matcher per grammar."""
-
-    def __init__(self, llama: Any) -> None:
-        self._tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(llama._model.vocab)
-        self._n_vocab = int(llama.n_vocab())
-        self._compiled: dict[str, llguidance.LLMatcher] = {}
-
-    def constraint(self, grammar: str) -> GrammarConstraint:
-        """A fresh constraint (one per generated choice); compilation is cached."""
-        matcher = self._compiled.get(grammar)
-        if matcher is None:
-            matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0)
-            if matcher.is_error():
-                raise UnsupportedSchema(f"The schema cannot be compiled: {matcher.get_error()}")
-            if len(self._compiled) >= 256:
-                self._compiled.pop(next(iter(self._compiled)))
-            self._compiled[grammar] = matcher
-        return GrammarConstraint(matcher.deep_copy(), self._n_vocab)
-
-
-class GrammarConstraint:
-    """One choice's grammar state, driven by the worker thread."""
-
-    def __init__(self, matcher: llguidance.LLMatcher, n_vocab: int) -> None:
-        self._matcher = matcher
-        self._n_vocab = n_vocab
-
-    def mask_logits(self, _input_ids: Any, logits: NDArray[np.float32]) -> NDArray[np.float32]:
-        """A llama-cpp-python logits processor: forbid every token the grammar does not allow."""
-        bits = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
-        allowed = np.unpackbits(bits, bitorder="little")[: self._n_vocab].view(np.bool_)
-        logits[: self._n_vocab][~allowed] = -np.inf
-        return logits
-
-    def consume(self, token: int) -> bool:
-        return bool(self._matcher.consume_token(token))
-
-    def finished(self) -> bool:
-        """True once the output is complete and nothing but end-of-text may follow."""
-        return bool(self._matcher.is_stopped())
-
-    def error(self) -> str:
-        return str(self._matcher.get_error())

@@ -1,26 +1,22 @@
-"""The `llamacpp` provider: chat on GGUF models loaded into the gateway process.
+"""The `llamacpp` provider: chat on GGUF models, each served by an engine process of its own.
 
-Each deployment gets one `ModelWorker` (one thread, one bounded FIFO queue). Admission happens in
+Each deployment gets one `EngineProcess` (see `engine_process.py`). Admission happens in
 `open_chat`, before any byte of the response exists: the prompt is rendered with the model's own
-template and tokenized, the context window is checked, and the job is queued or refused with 503.
+template on the gateway, cut into template text and message content, and sent to the engine,
+which tokenizes it, checks it against the context window, compiles its grammar, and queues it or
+says why not; a full queue is a 503 here, before anything is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
-from typing import Any
 
 from modelyard.catalog.cards import Capability, Deployment, ModelCard
+from modelyard.engine.wire import EngineInfo, Sampling
 from modelyard.errors import (
-    ContextLengthExceeded,
-    EngineBusy,
+    EngineUnavailable,
     InvalidParameter,
-    NotReady,
     UnsupportedParameter,
     UnsupportedSchema,
 )
@@ -29,159 +25,97 @@ from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.providers.base import ChatStream, Embeddings
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
-from modelyard.providers.llamacpp.grammar import (
-    GrammarFactory,
-    failing_schema_param,
-    grammar_source,
-)
+from modelyard.providers.llamacpp.engine_process import EngineProcess, EngineSpec, EngineStatus
+from modelyard.providers.llamacpp.grammar import failing_schema_param, grammar_source
 from modelyard.providers.llamacpp.locate import locate_gguf
 from modelyard.providers.llamacpp.prompt import prompt_messages
-from modelyard.providers.llamacpp.stream import LocalChatStream, ToolCallStream
-from modelyard.providers.llamacpp.worker import GenerationJob, ModelWorker, Sampling
+from modelyard.providers.llamacpp.prompt_pieces import PromptBuilder
+from modelyard.providers.llamacpp.tool_call_stream import ToolCallStream
 from modelyard.structured.contract import OutputContract
 
 log = logging.getLogger(__name__)
 
-INLINE_TOKENIZE_BYTES = 16 * 1024
 ENFORCED_BY_GRAMMAR = frozenset({Capability.TOOLS, Capability.JSON_OUTPUT, Capability.JSON_SCHEMA})
-
-
-def load_llama(path: Path, n_ctx: int, n_threads: int) -> Any:
-    import llama_cpp
-
-    return llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=n_threads,
-        n_threads_batch=n_threads,
-        verbose=False,
-    )
-
-
-@dataclass
-class _Loaded:
-    template: ChatTemplate
-    add_bos: bool
-    n_ctx: int
-    llama: Any
-    grammars: GrammarFactory
 
 
 class LlamaCppProvider:
     def __init__(
-        self, deployments: list[tuple[Deployment, ModelCard]], threads: int, queue_depth: int
+        self,
+        deployments: list[tuple[Deployment, ModelCard]],
+        threads: int,
+        queue_depth: int,
+        parallel: int,
     ) -> None:
         """Find every model's weights now, so a missing file stops start-up before binding."""
         n_threads = threads or (os.cpu_count() or 1)
-        self._workers: dict[str, ModelWorker] = {}
-        self._loaded: dict[str, _Loaded] = {}
-        self._loading: list[asyncio.Task[None]] = []
+        self._engines: dict[str, EngineProcess] = {}
+        self._builders: dict[str, tuple[EngineInfo, PromptBuilder]] = {}
         for deployment, card in deployments:
             assert deployment.weights is not None
-            path = locate_gguf(deployment.weights)
-            n_ctx = int(deployment.options.get("context_window", card.context_window))
-            self._workers[deployment.id] = ModelWorker(
-                deployment.id, partial(load_llama, path, n_ctx, n_threads), queue_depth
+            spec = EngineSpec(
+                deployment=deployment.id,
+                gguf=locate_gguf(deployment.weights),
+                context_window=int(deployment.options.get("context_window", card.context_window)),
+                parallel=int(deployment.options.get("parallel", parallel)),
+                threads=n_threads,
             )
+            self._engines[deployment.id] = EngineProcess(spec, queue_depth)
 
     async def start(self) -> None:
-        """Start each model's thread; models load in the background and `ready()` says when."""
-        for deployment_id, worker in self._workers.items():
-            worker.start()
-            self._loading.append(asyncio.create_task(self._finish_loading(deployment_id, worker)))
-
-    async def _finish_loading(self, deployment_id: str, worker: ModelWorker) -> None:
-        try:
-            llama = await asyncio.to_thread(worker.wait_loaded)
-        except Exception as exc:
-            log.error("deployment %s is unavailable: %s", deployment_id, exc)
-            return
-        metadata = llama.metadata
-        source = metadata.get("tokenizer.chat_template")
-        if not source:
-            log.error("deployment %s: the GGUF file has no chat template", deployment_id)
-            return
-        self._loaded[deployment_id] = _Loaded(
-            template=ChatTemplate(
-                source,
-                bos_token=_token_text(llama, llama.token_bos()),
-                eos_token=_token_text(llama, llama.token_eos()),
-            ),
-            add_bos=bool(llama._model.add_bos_token()),
-            n_ctx=int(llama.n_ctx()),
-            llama=llama,
-            grammars=await asyncio.to_thread(GrammarFactory, llama),
-        )
-        log.info("deployment %s loaded (context %d tokens)", deployment_id, llama.n_ctx())
-
-    async def wait_ready(self) -> None:
-        await asyncio.gather(*self._loading)
+        """Start each model's engine process; they load in the background, `unready` says
+        which are not serving yet."""
+        for engine in self._engines.values():
+            engine.start()
 
     async def stop(self) -> None:
-        for task in self._loading:
-            task.cancel()
-        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self._workers.values()))
+        for engine in self._engines.values():
+            await engine.stop()
 
-    def ready(self) -> bool:
-        return len(self._loaded) == len(self._workers)
+    def engine(self, deployment_id: str) -> EngineProcess:
+        return self._engines[deployment_id]
+
+    def unready(self) -> dict[str, str]:
+        return {
+            deployment_id: engine.reason
+            for deployment_id, engine in self._engines.items()
+            if engine.status != EngineStatus.READY
+        }
+
+    def healthy(self, deployment_id: str) -> bool:
+        engine = self._engines.get(deployment_id)
+        return engine is not None and engine.status == EngineStatus.READY
 
     def metric_samples(self) -> list[MetricSample]:
         samples = []
-        for deployment_id, worker in self._workers.items():
-            waiting, busy = worker.queue_state()
+        for deployment_id, engine in self._engines.items():
+            waiting, running = engine.queue_state()
+            counters = engine.counters
             labels = {"deployment": deployment_id}
-            stats = worker.stats
+
+            def sample(name: str, kind: str, help_text: str, value: float) -> MetricSample:
+                return MetricSample(name, kind, help_text, value, labels)  # noqa: B023
+
             samples += [
-                MetricSample(
-                    "modelyard_local_model_ready",
-                    "gauge",
-                    "1 when the model is loaded",
-                    float(worker.ready()),
-                    labels,
-                ),
-                MetricSample(
-                    "modelyard_local_queue_waiting",
-                    "gauge",
-                    "Requests waiting for the model",
-                    waiting,
-                    labels,
-                ),
-                MetricSample(
-                    "modelyard_local_busy",
-                    "gauge",
-                    "1 while the model generates",
-                    float(busy),
-                    labels,
-                ),
-                MetricSample(
-                    "modelyard_local_jobs_completed_total",
-                    "counter",
-                    "Generations run to the end",
-                    stats.jobs_completed,
-                    labels,
-                ),
-                MetricSample(
-                    "modelyard_local_jobs_cancelled_total",
-                    "counter",
-                    "Generations stopped because the client left",
-                    stats.jobs_cancelled,
-                    labels,
-                ),
-                MetricSample(
-                    "modelyard_local_completion_tokens_total",
-                    "counter",
-                    "Tokens generated",
-                    stats.tokens_generated,
-                    labels,
-                ),
-                MetricSample(
-                    "modelyard_local_prompt_tokens_total",
-                    "counter",
-                    "Prompt tokens of completed generations",
-                    stats.prompt_tokens,
-                    labels,
-                ),
-            ]
+                sample("modelyard_local_model_ready", "gauge", "1 when the engine serves",
+                       float(engine.status == EngineStatus.READY)),
+                sample("modelyard_local_queue_waiting", "gauge",
+                       "Requests waiting for a slot", waiting),
+                sample("modelyard_local_busy", "gauge", "Sequences generating now", running),
+                sample("modelyard_local_slots", "gauge", "Sequences the engine decodes together",
+                       engine.spec.parallel),
+                sample("modelyard_local_jobs_completed_total", "counter",
+                       "Generations run to the end", counters.completed),
+                sample("modelyard_local_jobs_cancelled_total", "counter",
+                       "Generations stopped because the client left", counters.cancelled),
+                sample("modelyard_local_jobs_failed_total", "counter",
+                       "Generations that failed or were lost with their engine", counters.failed),
+                sample("modelyard_local_completion_tokens_total", "counter",
+                       "Tokens generated", counters.completion_tokens),
+                sample("modelyard_local_prompt_tokens_total", "counter",
+                       "Prompt tokens of finished generations", counters.prompt_tokens),
+                sample("modelyard_local_engine_restarts_total", "counter",
+                       "Times the engine process ended and was started again", counters.restarts),
+            ]  # fmt: skip
         return samples
 
     def enforced_capabilities(self) -> frozenset[Capability]:
@@ -198,6 +132,7 @@ class LlamaCppProvider:
         card: ModelCard,
         deployment: Deployment,
         contract: OutputContract,
+        caller: str = "",
     ) -> ChatStream:
         if request.model_extra:
             names = ", ".join(f"'{name}'" for name in sorted(request.model_extra))
@@ -205,55 +140,62 @@ class LlamaCppProvider:
                 f"The local engine cannot honour pass-through parameters {names}.",
                 param=sorted(request.model_extra)[0],
             )
-        loaded = self._loaded.get(deployment.id)
-        if loaded is None:
-            raise NotReady(f"local model '{card.id}' is not loaded yet", retry_after_s=1)
+        engine = self._engines[deployment.id]
+        builder = self._builder(deployment.id, engine)
+        requested = _requested_max_tokens(request, card)
         messages = prompt_messages(request.messages, contract, request.safe_prompt)
-        prompt = loaded.template.render(messages).encode("utf-8")
-        tokenize = partial(loaded.llama.tokenize, prompt, loaded.add_bos, True)
-        # Short prompts tokenize in microseconds; a thread hop would cost more than it saves.
-        tokens: list[int] = (
-            tokenize()
-            if len(prompt) <= INLINE_TOKENIZE_BYTES
-            else await asyncio.to_thread(tokenize)
-        )
-        max_tokens = _completion_budget(request, card, loaded.n_ctx, len(tokens))
+        pieces = builder.pieces(messages)
         grammar = grammar_source(contract)
-        if grammar is not None:
-            # Compile now, so that a schema the grammar engine refuses is a 400, never a 500.
-            try:
-                loaded.grammars.constraint(grammar)
-            except UnsupportedSchema as exc:
-                raise UnsupportedSchema(exc.message, param=failing_schema_param(contract)) from None
-        stream = LocalChatStream(asyncio.get_running_loop(), len(tokens))
-        job = GenerationJob(
-            prompt_tokens=tokens,
-            sampling=Sampling(
-                temperature=1.0 if request.temperature is None else request.temperature,
-                top_p=1.0 if request.top_p is None else request.top_p,
-                presence_penalty=request.presence_penalty or 0.0,
-                frequency_penalty=request.frequency_penalty or 0.0,
-                seed=request.sampling_seed(),
-            ),
-            max_tokens=max_tokens,
-            stops=request.stop_sequences(),
-            choices=request.choice_count(),
-            emit=stream.emit,
-            new_constraint=partial(loaded.grammars.constraint, grammar) if grammar else None,
-        )
-        stream.job = job
-        worker = self._workers[deployment.id]
-        if not worker.submit(job):
-            raise EngineBusy(
-                f"local model '{card.id}' is busy: its request queue is full; retry shortly",
-                retry_after_s=worker.retry_after_s(),
+        seed = request.sampling_seed()
+        try:
+            stream = await engine.open(
+                {
+                    "pieces": pieces,
+                    "sampling": Sampling(
+                        temperature=1.0 if request.temperature is None else request.temperature,
+                        top_p=1.0 if request.top_p is None else request.top_p,
+                        presence_penalty=request.presence_penalty or 0.0,
+                        frequency_penalty=request.frequency_penalty or 0.0,
+                        seed=seed if seed is not None else int.from_bytes(os.urandom(4), "big"),
+                    ),
+                    "max_tokens": requested,
+                    "max_output_tokens": card.max_output_tokens,
+                    "stops": list(request.stop_sequences()),
+                    "choices": request.choice_count(),
+                    "grammar": grammar,
+                    "fairness_key": caller,
+                    # Free text may come instead of a call only in "auto" mode without a schema.
+                    "close_within_budget": grammar is not None
+                    and not (contract.tool_mode == "auto" and contract.json_schema is None),
+                }
             )
+        except UnsupportedSchema as exc:
+            raise UnsupportedSchema(exc.message, param=failing_schema_param(contract)) from None
         return ToolCallStream(stream) if contract.tool_mode != "none" else stream
 
+    def _builder(self, deployment_id: str, engine: EngineProcess) -> PromptBuilder:
+        """The prompt builder of the engine's current life (a restart may bring another)."""
+        info = engine.info
+        if info is None:
+            raise EngineUnavailable(
+                f"The local model deployment '{deployment_id}' is not available: its engine is "
+                f"{engine.status.value} ({engine.reason}).",
+                retry_after_s=2,
+            )
+        cached = self._builders.get(deployment_id)
+        if cached is not None and cached[0] is info:
+            return cached[1]
+        builder = PromptBuilder(
+            ChatTemplate(info.chat_template, bos_token=info.bos_text, eos_token=info.eos_text),
+            info.special_texts,
+            info.max_token_bytes,
+            info.context_window,
+        )
+        self._builders[deployment_id] = (info, builder)
+        return builder
 
-def _completion_budget(
-    request: ChatCompletionRequest, card: ModelCard, n_ctx: int, prompt_tokens: int
-) -> int:
+
+def _requested_max_tokens(request: ChatCompletionRequest, card: ModelCard) -> int | None:
     requested = request.requested_max_tokens()
     param = "max_completion_tokens" if request.max_completion_tokens is not None else "max_tokens"
     if requested is not None and requested > card.max_output_tokens:
@@ -262,21 +204,4 @@ def _completion_budget(
             f"{card.max_output_tokens} completion tokens.",
             param=param,
         )
-    completion = requested if requested is not None else 1
-    if prompt_tokens + completion > n_ctx:
-        raise ContextLengthExceeded(
-            f"This model's maximum context length is {n_ctx} tokens. However, you requested "
-            f"{prompt_tokens + completion} tokens ({prompt_tokens} in the messages, "
-            f"{completion} in the completion). Please reduce the length of the messages or "
-            f"the completion.",
-            param="messages",
-        )
-    if requested is not None:
-        return requested
-    return min(card.max_output_tokens, n_ctx - prompt_tokens)
-
-
-def _token_text(llama: Any, token: int) -> str:
-    if token < 0:
-        return ""
-    return str(llama.detokenize([token], special=True).decode("utf-8", errors="replace"))
+    return requested

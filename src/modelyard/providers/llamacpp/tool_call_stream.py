@@ -1,14 +1,10 @@
-"""Event streams of local generations, as the serving layer consumes them.
-
-`LocalChatStream` carries events from the worker thread to the event loop. `ToolCallStream`
-wraps it when tools are in play, turning each choice's text into either content or complete
-tool calls (the worker only ever sees text).
+"""Tool calls out of a local model's text: `ToolCallStream` wraps a local generation when tools
+are in play, turning each choice's text into either content or complete tool calls (the engine
+only ever produces text; the grammar guarantees its calls parse).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,59 +12,11 @@ from modelyard.providers.base import (
     ChatEvent,
     ChatStream,
     ChoiceFinished,
-    Failed,
-    Finished,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
 from modelyard.providers.llamacpp.tool_format import ToolCallExtractor
-from modelyard.providers.llamacpp.worker import GenerationJob
-
-
-class LocalChatStream:
-    """Events of one local generation, delivered from the worker thread to the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, prompt_tokens: int) -> None:
-        self._loop = loop
-        self._events: asyncio.Queue[ChatEvent] = asyncio.Queue()
-        self._prompt_tokens = prompt_tokens
-        self.job: GenerationJob | None = None
-        self._usage: Usage | None = None
-        self._usage_callback: Callable[[Usage], None] | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self._prompt_tokens
-
-    def emit(self, event: ChatEvent) -> None:
-        """Called on the worker thread; a cancelled job still ends with Finished(usage)."""
-        # After the loop has closed nobody is listening any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._deliver, event)
-
-    def _deliver(self, event: ChatEvent) -> None:
-        if isinstance(event, Finished):
-            self._usage = event.usage
-            if self._usage_callback is not None:
-                self._usage_callback(event.usage)
-        self._events.put_nowait(event)
-
-    def on_usage(self, callback: Callable[[Usage], None]) -> None:
-        self._usage_callback = callback
-        if self._usage is not None:
-            callback(self._usage)
-
-    async def __aiter__(self) -> Any:
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, Finished | Failed):
-                return
-
-    def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancelled.set()
 
 
 class ToolCallStream:
