@@ -252,10 +252,10 @@ class Direct:
     gateway would use it."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        # Flash attention on, as the engine's llama.cpp default has it on the CPU.
+        # Flash attention off, as in the engine (and llama-cpp-python's default).
         self.llama: Any = llama_cpp.Llama(
             model_path=str(path), n_ctx=CONTEXT, n_threads=threads, n_threads_batch=threads,
-            flash_attn=True, verbose=False,
+            verbose=False,
         )  # fmt: skip
 
     def one(self, prompt: str, max_tokens: int) -> StreamResult:

@@ -184,15 +184,10 @@ def make_run(
 
 
 def load_llama(path: Path, n_ctx: int, threads: int) -> Any:
-    # Flash attention on, as the engine's llama.cpp default turns it on for the CPU: the same
-    # arithmetic, so greedy decoding gives the same tokens on both paths.
+    # Flash attention off on both paths (the engine's setting and llama-cpp-python's default):
+    # the same arithmetic, so greedy decoding gives the same tokens.
     return llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=threads,
-        n_threads_batch=threads,
-        flash_attn=True,
-        verbose=False,
+        model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
     )
 
 

@@ -95,6 +95,11 @@ def add_admin_commands(commands: Any) -> None:
     verify = a.add_parser("verify", help="check the hash chain in the database")
     verify.add_argument("--database-url", help="default: SQLite in --data-dir")
     verify.add_argument("--data-dir", help="default ./.modelyard")
+    verify.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="a head printed by an earlier verify: the log must still contain it",
+    )
     show_log = a.add_parser("list", help="recent events (auditor or owner)")
     _connection_options(show_log)
     show_log.add_argument("--project")
@@ -232,7 +237,7 @@ def _verify_audit(args: argparse.Namespace) -> int:
         for name, value in (("database_url", args.database_url), ("data_dir", args.data_dir))
         if value is not None
     }
-    return verify_command(Settings(**overrides).database())
+    return verify_command(Settings(**overrides).database(), args.expect_head)
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:

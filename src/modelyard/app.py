@@ -26,11 +26,16 @@ from modelyard.api.azure import deployments as azure_openai
 from modelyard.api.azure import inference as azure_inference
 from modelyard.api.client_address import ClientAddressMiddleware, ClientAddressResolver
 from modelyard.api.health import healthz, metrics, readyz
-from modelyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from modelyard.api.middleware import (
+    BodyLimitMiddleware,
+    RequestIdMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from modelyard.api.openai.chat import create_chat_completion
 from modelyard.api.openai.embeddings import create_embeddings
 from modelyard.api.openai.models import list_models, retrieve_model
 from modelyard.audit.log import AuditLog, AuditWriter
+from modelyard.audit.login_failures import LoginFailures
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
@@ -40,6 +45,7 @@ from modelyard.auth.server_secret import derive, load_or_create_server_secret
 from modelyard.auth.tokens import TokenVerifier
 from modelyard.catalog.loader import load_catalog
 from modelyard.db.engine import open_database
+from modelyard.db.installation import check_installation, mark_installed
 from modelyard.errors import ModelyardError
 from modelyard.ledger.reconcile import rebuild_memory_counters, settle_abandoned
 from modelyard.ledger.store import LedgerStore
@@ -62,6 +68,7 @@ from modelyard.state import AppState
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
+SUMMARIZE_LOGINS_EVERY_S = 15.0
 ABANDONED_AFTER = timedelta(minutes=15)
 GC_YOUNG_THRESHOLD = 20_000
 
@@ -79,7 +86,11 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         if settings.auth_config is not None
         else None
     )
+    if settings.database_url is None:
+        check_installation(settings.data_dir, settings.embedded_database_file())
     database = open_database(settings.database())
+    if settings.database_url is None:
+        mark_installed(settings.data_dir)
     audit_log = AuditLog(database)
     ensure_default_project(database, audit_log)
     directory = Directory.load(database)
@@ -115,6 +126,7 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         idempotency=IdempotencyStore(database, derive(secret, "idempotency")),
         audit_log=audit_log,
         audit_writer=AuditWriter(audit_log),
+        login_failures=LoginFailures(per_source=settings.audit_failed_logins_per_minute),
         content_log=content_log,
         usage_meter=meter,
     )
@@ -136,6 +148,14 @@ async def reconcile_at_start(state: AppState) -> None:
         await rebuild_memory_counters(state.counters, state.database, owner)
     else:
         await settle_abandoned(state.counters, state.ledger, owner=owner)
+
+
+async def summarize_login_failures(state: AppState) -> None:
+    """Each minute, the failed logins that were counted rather than recorded, as records."""
+    while True:
+        await asyncio.sleep(SUMMARIZE_LOGINS_EVERY_S)
+        for event in state.login_failures.summaries():
+            state.audit_writer.submit(event)
 
 
 async def sweep_abandoned(state: AppState) -> None:
@@ -173,12 +193,16 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         sweeper = asyncio.get_running_loop().create_task(sweep_abandoned(state))
         # Configuration changed by other replicas reaches this one's Directory.
         syncer = asyncio.get_running_loop().create_task(state.directory_sync.run())
+        summarizer = asyncio.get_running_loop().create_task(summarize_login_failures(state))
         settle_garbage_collector()
         try:
             yield
         finally:
             sweeper.cancel()
             syncer.cancel()
+            summarizer.cancel()
+            for event in state.login_failures.summaries(include_current=True):
+                state.audit_writer.submit(event)
             for provider in state.providers.all():
                 await provider.stop()
             await state.ledger_writer.close()
@@ -215,13 +239,13 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(UnexpectedErrorMiddleware),
             Middleware(ClientAddressMiddleware, client_address),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         ],
         exception_handlers={
             ModelyardError: api_errors.handle_modelyard_error,
             HTTPException: api_errors.handle_http_exception,
-            Exception: api_errors.handle_unexpected,
         },
         lifespan=lifespan,
     )

@@ -8,17 +8,23 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 
+from modelyard.http_protocol import ConnectionBounds, bounded_protocol
 from modelyard.settings import Settings
 
 
 def server_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    bounds = ConnectionBounds(
+        max_head_bytes=settings.max_header_bytes,
+        head_timeout_s=settings.request_head_timeout_s,
+        body_idle_timeout_s=settings.body_idle_timeout_s,
+    )
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
-        http="httptools",
+        http=bounded_protocol(bounds),
         loop="uvloop",
         timeout_graceful_shutdown=10,
         ssl_certfile=settings.tls_certfile,

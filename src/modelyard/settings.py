@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".modelyard")
     admin_key: SecretStr | None = None
     max_body_bytes: int = Field(default=4 * MIB, gt=0)
+    # Bounds on each connection (see http_protocol.py): the request line and headers, in bytes
+    # and in time, and the longest pause inside a request body.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    request_head_timeout_s: float = Field(default=10.0, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)
     # Threads llama.cpp uses per loaded model; 0 means one per CPU core.
     engine_threads: int = Field(default=0, ge=0)
     # Requests that may wait for a local model while its slots are all generating; one more
@@ -70,6 +75,9 @@ class Settings(BaseSettings):
     accounting: bool = True
     # Usage records waiting for the database; when all are taken, new requests get 503.
     ledger_queue_capacity: int = Field(default=10_000, ge=1)
+    # Failed logins from one client address recorded one by one per minute; further ones are
+    # counted into one record (unauthenticated traffic must not grow the audit log unbounded).
+    audit_failed_logins_per_minute: int = Field(default=10, ge=1)
     # Proxies (CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored.
     trusted_proxies: tuple[str, ...] = ()
     # Worker processes serving one listening socket; more than one needs `redis_url` (each
@@ -82,5 +90,8 @@ class Settings(BaseSettings):
     def replica(self) -> str:
         return self.replica_id or f"{socket.gethostname()}:{self.port}"
 
+    def embedded_database_file(self) -> Path:
+        return self.data_dir.resolve() / "modelyard.db"
+
     def database(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'modelyard.db'}"
+        return self.database_url or f"sqlite:///{self.embedded_database_file()}"

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from modelyard.api.admin.idempotency import IdempotencyStore
 from modelyard.audit.log import AuditLog, AuditWriter
+from modelyard.audit.login_failures import LoginFailures
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
 from modelyard.auth.directory_sync import DirectorySync
@@ -46,6 +47,8 @@ class AppState:
     audit_log: AuditLog
     # Denials and failed logins, written off the request path.
     audit_writer: AuditWriter
+    # Failed logins beyond the first per source and minute are counted, not recorded each.
+    login_failures: LoginFailures
     content_log: ContentLog
     usage_meter: UsageMeter
     counters: CounterStore

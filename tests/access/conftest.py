@@ -41,6 +41,8 @@ def access_gateway(
         env={
             "ACME_KEY": UPSTREAM_KEY,
             "MODELYARD_AUTH_CONFIG": str(identity_provider.config_path),
+            # These tests check that each failed login is audited: all from one address.
+            "MODELYARD_AUDIT_FAILED_LOGINS_PER_MINUTE": "100000",
         },
         args=("--catalog", str(catalog)),
     ).start()

@@ -70,7 +70,11 @@ def sso_gateway(
 ) -> Iterator[GatewayProcess]:
     gateway = GatewayProcess(
         tmp_path_factory.mktemp("sso") / "data",
-        env={"MODELYARD_AUTH_CONFIG": str(idp.config)},
+        # Each failed login is checked for its own audit record: all come from one address.
+        env={
+            "MODELYARD_AUTH_CONFIG": str(idp.config),
+            "MODELYARD_AUDIT_FAILED_LOGINS_PER_MINUTE": "100000",
+        },
         args=("--trusted-proxy", "127.0.0.1/32"),
     ).start()
     admin = {"Authorization": f"Bearer {gateway.admin_key}"}

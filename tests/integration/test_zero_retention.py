@@ -5,6 +5,7 @@ the positive control: its canary must be found, which proves the search can find
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import openai
 import pytest
 import sqlalchemy as sa
 
+from modelyard.testing.fake_upstream import FakeUpstream, JsonReply, StreamReply, stream_events
 from tests.support.gateway import GatewayProcess
 
 MODEL = "smollm2"
@@ -204,6 +206,83 @@ def test_no_prompt_completion_or_key_is_kept_anywhere(retention_gateway: Gateway
         user,
     )
 
+    # Error paths found by the adversarial review: non-JSON numbers beside an invalid field,
+    # schemas that refer to themselves or that the grammar cannot enforce, tool names and
+    # arguments, and a client that leaves mid-stream.
+    nan_body = (
+        b'{"model": "smollm2", "temperature": NaN, "bogus": "'
+        + planted.new("NANFIELD").encode()
+        + b'", "messages": [{"role": "user", "content": "'
+        + planted.new("NANPROMPT").encode()
+        + b'"}]}'
+    )
+    planted.bodies.append(
+        httpx.post(
+            f"{url}/v1/chat/completions",
+            content=nan_body,
+            headers={**user, "content-type": "application/json"},
+        ).content
+    )
+    looping = {
+        "anyOf": [{"$ref": "#"}, {"type": "object", "properties": {planted.new("LOOP"): {}}}]
+    }
+    costly = {
+        "type": "object",
+        "properties": {planted.new("COSTLY"): {"type": "string", "pattern": "^(a{1000}){1000}$"}},
+    }
+    for bad_schema in (looping, costly):
+        post(
+            "/v1/chat/completions",
+            {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": planted.new("BADSCHEMA")}],
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": bad_schema},
+                },
+            },
+            user,
+        )
+    post(
+        "/v1/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [
+                {"role": "user", "content": "Call it."},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {
+                                "name": planted.new("TOOLNAME"),
+                                "arguments": '{"q": "' + planted.new("TOOLARGS") + '"}',
+                            },
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": planted.new("TOOLRESULT")},
+            ],
+            "max_tokens": 4,
+            "tools": [{"type": "function", "function": {"name": planted.new("DECLARED")}}],
+        },
+        user,
+    )
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": planted.new("LEFTSTREAM")}],
+            "max_tokens": 200,
+            "stream": True,
+        },
+        headers=user,
+    ) as leaving:
+        next(leaving.iter_lines())
+
     # Credentials that fail: unknown admin-shaped key, forged project key, revoked key, a JWT.
     for credential in (
         "myd-admin-" + planted.new("ADMINGUESS"),
@@ -296,3 +375,38 @@ def test_expired_content_is_deleted_and_gone_from_the_database_file(tmp_path: Pa
     finally:
         gateway.stop()
     assert os.path.exists(gateway.data_dir / "modelyard.db")
+
+
+def test_upstream_failures_leave_no_prompt_in_logs_or_files(
+    remote_gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    planted = Planted()
+    echoed = planted.new("UPSTREAMECHO")
+    upstream.enqueue(
+        JsonReply({"error": {"message": f"bad input {echoed}"}}, status=500),
+        JsonReply({"error": {"message": f"rejected {echoed}"}}, status=400),
+        StreamReply([b'data: {"choices": [{"delta": {"content": "' + echoed.encode()]),
+        StreamReply(stream_events(["a", echoed, "c"]), reset_after=2),
+    )
+    for stream in (False, False, True, True):
+        body = {
+            "model": "acme-large",
+            "messages": [{"role": "user", "content": planted.new("REMOTEPROMPT")}],
+            "stream": stream,
+        }
+        with (
+            httpx.stream(
+                "POST",
+                f"{remote_gateway.base_url}/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {remote_gateway.admin_key}"},
+                timeout=30,
+            ) as response,
+            contextlib.suppress(httpx.HTTPError),
+        ):
+            response.read()
+    log = remote_gateway.log()
+    stored = b"".join(p.read_bytes() for p in files_under(remote_gateway.data_dir))
+    for secret in planted.secret:
+        assert secret not in log
+        assert secret.encode() not in stored

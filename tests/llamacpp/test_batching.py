@@ -28,14 +28,17 @@ from tests.llamacpp.engine_harness import (
 
 pytestmark = [pytest.mark.anyio, pytest.mark.model]
 
+# Two carry a long preamble: its evaluation in one piece, or after a cached prefix, must not
+# change a token either.
+PREAMBLE = "You are a careful assistant who answers in plain words. " * 25
 QUESTIONS = [
-    "Write a story about a dragon.",
+    PREAMBLE + "Write a story about a dragon.",
     "What is the capital of France?",
     "List five fruits.",
     "Explain gravity to a child.",
     "Write a poem about the sea.",
     "How do I bake bread?",
-    "Tell me a joke about cats.",
+    PREAMBLE + "Tell me a joke about cats.",
     "Describe a sunset in the mountains.",
 ]
 PERSON = {
@@ -60,6 +63,10 @@ async def test_batched_greedy_sequences_decode_exactly_as_one_by_one() -> None:
         one_by_one = []
         for question in QUESTIONS:
             one_by_one.append(await collect(await engine.open(command(question, max_tokens=40))))
+        # Again one by one: now with their prompts cached, only the last token re-evaluated.
+        for question, first in zip(QUESTIONS, one_by_one, strict=True):
+            again = await collect(await engine.open(command(question, max_tokens=40)))
+            assert again.texts == first.texts
         streams = [await engine.open(command(q, max_tokens=40)) for q in QUESTIONS]
         assert engine.queue_state()[0] + engine.queue_state()[1] == len(QUESTIONS)
         together = await asyncio.gather(*(collect(stream) for stream in streams))

@@ -77,6 +77,18 @@ def remote_catalog(path: Path, base_url: str, **upstream: object) -> Path:
     return path
 
 
+def remote_gateway_at(
+    directory: Path, upstream_url: str, env: dict[str, str] | None = None
+) -> GatewayProcess:
+    """A started gateway on the remote catalog, with settings of its own in `env`."""
+    catalog = remote_catalog(directory / "catalog.yaml", upstream_url)
+    return GatewayProcess(
+        directory / "data",
+        env={"ACME_KEY": UPSTREAM_SECRET, **(env or {})},
+        args=("--catalog", str(catalog)),
+    ).start()
+
+
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[FakeUpstream]:
     with FakeUpstream().running() as fake:

@@ -28,10 +28,19 @@ class Reply:
     transport_error: str = ""
 
 
+# Shorter than the gateway's 5 s keep-alive: a connection the client takes from its pool is
+# never one the server is closing at that moment (httpx's default, 5 s, made a rare ReadError).
+CLIENT_KEEPALIVE_S = 2.0
+
+
 def async_client(connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=CLIENT_TIMEOUT_S,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        limits=httpx.Limits(
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            keepalive_expiry=CLIENT_KEEPALIVE_S,
+        ),
     )
 
 

@@ -451,10 +451,27 @@ def test_verify_command_prints_one_line_verdict(
 ) -> None:
     head = fill(audit, 3)[-1]
     assert verify_command(db_url) == 0
-    assert capsys.readouterr().out == f"audit log intact: 3 records, head {head[:16]}\n"
+    assert capsys.readouterr().out.startswith(f"audit log intact: 3 records; head 3:{head} ")
     sql(engine, "DELETE FROM audit_events WHERE seq = 2")
     assert verify_command(db_url) == 1
     assert capsys.readouterr().out.startswith("audit log TAMPERED at seq 2: ")
+
+
+def test_a_wiped_or_truncated_log_is_caught_against_the_head_an_operator_kept(
+    audit: AuditLog, engine: Engine, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(audit, 5)
+    assert verify_command(db_url) == 0
+    kept = capsys.readouterr().out.split("head ", 1)[1].split(" ", 1)[0]
+    assert kept.startswith("5:")
+    sql(engine, "DELETE FROM audit_events WHERE seq = 5")  # truncated: the chain itself is intact
+    assert verify_command(db_url) == 0
+    capsys.readouterr()
+    assert verify_command(db_url, kept) == 1
+    assert "records were removed from its end" in capsys.readouterr().out
+    sql(engine, "DELETE FROM audit_events")  # wiped
+    assert verify_command(db_url, kept) == 1
+    assert "or all of them" in capsys.readouterr().out
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 10) -> None:

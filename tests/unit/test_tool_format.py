@@ -36,3 +36,20 @@ def test_text_starting_with_whitespace_then_markup_stays_text() -> None:
     extractor = ToolCallExtractor()
     assert extractor.push("\n<u>note</u>") == ("\n<u>note</u>", [])
     assert not extractor.calling
+
+
+def test_calls_cut_off_by_max_tokens_come_back_with_their_partial_arguments() -> None:
+    extractor = ToolCallExtractor()
+    extractor.push(
+        '<tool_call>[{"name": "f", "arguments": {"x": 1}}, {"name": "g", "arguments": {"q": "Pa'
+    )
+    text, calls = extractor.finish(cut_short=True)
+    assert text == ""
+    assert [(c.name, c.arguments) for c in calls] == [("f", '{"x":1}'), ("g", '{"q": "Pa')]
+
+
+def test_a_forced_call_cut_off_inside_its_name_still_names_the_forced_tool() -> None:
+    extractor = ToolCallExtractor()
+    extractor.push('<tool_call>[{"name": "get_wea')
+    _, calls = extractor.finish(cut_short=True, forced_name="get_weather")
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", "")]

@@ -3,12 +3,11 @@
     {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
 
 `Retry-After` is sent on 429 and 503 only: the Azure SDK retries any status that carries it
-(CLIENTS.md gotcha 18). Unexpected exceptions become a 500 that says nothing about their cause.
+(CLIENTS.md gotcha 18). Unexpected exceptions become a 500 that says nothing about their cause
+(`api/middleware.py`, `UnexpectedErrorMiddleware`).
 """
 
 from __future__ import annotations
-
-import logging
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -18,15 +17,12 @@ from starlette.responses import Response
 from modelyard.audit.events import AuditEvent
 from modelyard.errors import (
     AuthenticationFailed,
-    InternalError,
     MethodNotAllowed,
     ModelyardError,
     PermissionDenied,
     RouteNotFound,
 )
 from modelyard.policy.access import AccessDenied
-
-log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 120
 
@@ -67,6 +63,11 @@ def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenie
     state = request.app.state.modelyard
     scope_state = request.scope.get("state", {})
     principal = scope_state.get("principal")
+    client_ip = scope_state.get("client_ip") or (request.client.host if request.client else None)
+    if isinstance(exc, AuthenticationFailed) and not state.login_failures.should_record(
+        client_ip or "unknown"
+    ):
+        return  # counted; one record per source and minute says how many
     if isinstance(exc, AccessDenied):
         action, resource = str(exc.decision.action), exc.decision.resource
     else:
@@ -79,8 +80,7 @@ def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenie
             outcome="denied" if isinstance(exc, PermissionDenied) else "failed",
             reason=exc.message,
             project_id=principal.project if principal is not None else None,
-            client_ip=scope_state.get("client_ip")
-            or (request.client.host if request.client else None),
+            client_ip=client_ip,
             request_id=scope_state.get("request_id"),
         )
     )
@@ -94,12 +94,3 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
             MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
         )
     return error_response(RouteNotFound(f"No route {request.method} {request.url.path}."))
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(
-        InternalError(
-            "The gateway hit an internal error; the request id identifies it in the logs."
-        )
-    )

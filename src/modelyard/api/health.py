@@ -24,9 +24,12 @@ async def readyz(request: Request) -> Response:
         for provider in state.providers.all()
         for deployment, reason in provider.unready().items()
     }
-    if unready:
-        listed = "; ".join(f"deployment '{d}': {reason}" for d, reason in sorted(unready.items()))
-        raise NotReady(f"Not ready: {listed}.", retry_after_s=1)
+    problems = [f"deployment '{d}': {reason}" for d, reason in sorted(unready.items())]
+    database = state.directory_sync.database_problem
+    if database is not None:
+        problems.insert(0, f"the database cannot be read ({database})")
+    if problems:
+        raise NotReady(f"Not ready: {'; '.join(problems)}.", retry_after_s=1)
     return Response(orjson.dumps({"status": "ready"}), media_type="application/json")
 
 

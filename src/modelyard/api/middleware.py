@@ -2,18 +2,29 @@
 
 - `RequestIdMiddleware` gives every request an id (`x-request-id` on every response, errors
   included) that also names its completion and its log lines.
+- `UnexpectedErrorMiddleware` turns an exception no handler took into a 500 in the OpenAI
+  shape. It logs the exception's class, the request id and where in the code it was raised, never
+  its text: exception texts can quote the request (pydantic's do), and zero retention means no
+  prompt reaches a log. It also keeps the exception from the server, which would log its
+  traceback, texts included.
 - `BodyLimitMiddleware` refuses bodies over the limit with 413 without buffering them: at once
   when `Content-Length` says so, otherwise as soon as the streamed bytes pass the limit.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import traceback
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.api.errors import error_body
-from modelyard.errors import BodyTooLarge
+from modelyard.errors import BodyTooLarge, InternalError
+
+log = logging.getLogger(__name__)
+# Frames of an unexpected exception's origin that are logged (file, line, function only).
+LOGGED_FRAMES = 4
 
 
 def new_request_id() -> str:
@@ -38,6 +49,57 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class UnexpectedErrorMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            frames = traceback.extract_tb(exc.__traceback__)[-LOGGED_FRAMES:]
+            where = " < ".join(
+                f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames)
+            )
+            log.error(
+                "unhandled %s on %s %s (request %s) at %s",
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+                scope.get("state", {}).get("request_id"),
+                where,
+            )
+            if started:
+                return  # the response is under way; it ends here, and the connection with it
+            body = error_body(
+                InternalError(
+                    "The gateway hit an internal error; the request id identifies it in the logs."
+                )
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:

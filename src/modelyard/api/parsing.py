@@ -3,6 +3,7 @@ parameter (`messages[0].role`) and never echoes the prompt back."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import orjson
@@ -17,6 +18,13 @@ _NOT_JSON = (
     "The request body is not valid JSON. Send one JSON object with "
     "'Content-Type: application/json'."
 )
+_NOT_FINITE = (
+    "The request body is not valid JSON: NaN, Infinity and numbers too large for a double are "
+    "not JSON numbers."
+)
+# What pydantic's parser accepts but JSON does not (NaN, Infinity, 1e400): bodies that contain
+# such text are checked by a strict parser; others skip the second parse.
+_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[0-9][eE][+-]?[0-9]{3}")
 
 
 async def read_model(request: Request, model: type[M], unsupported: frozenset[str]) -> M:
@@ -27,6 +35,7 @@ def parse_model(
     body: bytes, model: type[M], unsupported: frozenset[str], *, allow_extras: bool = False
 ) -> M:
     """Validate `body`; keys the model does not define are refused unless `allow_extras`."""
+    _require_finite(body)
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as exc:
@@ -46,6 +55,15 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise MalformedJson("The request body must be a JSON object.")
     return raw
+
+
+def _require_finite(body: bytes) -> None:
+    if _MAYBE_NOT_FINITE.search(body) is None:
+        return
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedJson(_NOT_FINITE) from None
 
 
 def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> UnsupportedParameter:
@@ -77,7 +95,10 @@ def _describe(
         # Top-level unknown fields of models that forbid extras (the admin API) are named as
         # they are for models that allow extras and refuse them here.
         return _unexpected(dict.fromkeys(extra), frozenset())
-    raw = orjson.loads(body)
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return MalformedJson(_NOT_JSON)
     if not isinstance(raw, dict):
         return MalformedJson("The request body must be a JSON object.")
     by_param: dict[str, list[str]] = {}

@@ -14,7 +14,11 @@ def verify_command(database_url: str, expected_head: str | None = None) -> int:
     finally:
         engine.dispose()
     if report.ok:
-        print(f"audit log intact: {report.records} records, head {report.head_hash[:16]}")
+        print(
+            f"audit log intact: {report.records} records; head {report.records}:"
+            f"{report.head_hash} (keep it, and pass it as --expect-head next time to catch "
+            "records removed from the end)"
+        )
         return 0
     print(f"audit log TAMPERED at seq {report.first_bad_seq}: {report.problem}")
     return 1

@@ -116,9 +116,10 @@ class AuditLog:
 
         A modified record fails its own hash; a deleted one leaves a `seq` gap (or, renumbered, a
         `prev_hash` that does not match); a moved or forged one fails its `prev_hash` or `seq`.
-        `expected_head`, a head hash kept elsewhere, must still be in the chain: records removed
-        from the end leave no other trace. Whoever can rewrite the whole table can recompute the
-        whole chain, so only such an outside copy of the head catches that.
+        `expected_head`, a head kept elsewhere (`SEQ:HASH` as `verify` prints it, or the hash
+        alone), must still be in the chain: records removed from the end, or all of them, leave
+        no other trace. Whoever can rewrite the whole table can recompute the whole chain, so
+        only such an outside copy of the head catches that.
         """
         checker = _ChainChecker(expected_head)
         with self._engine.connect() as connection:
@@ -233,7 +234,9 @@ class _ChainChecker:
 
     def __init__(self, expected_head: str | None) -> None:
         self.problem: str | None = None
-        self._expected_head = expected_head
+        seq, _, digest = (expected_head or "").rpartition(":")
+        self._expected_seq = int(seq) if seq.isdigit() else None
+        self._expected_head = digest or None
         self._head_seen = expected_head is None
         self._records = 0
         self._last_seq = 0
@@ -257,16 +260,20 @@ class _ChainChecker:
         if computed != row["hash"]:
             return self._fail(seq, "its hash does not match its contents")
         self._last_seq, self._last_hash = seq, computed
+        if seq == self._expected_seq and computed != self._expected_head:
+            return self._fail(seq, "it is not the record the expected head names")
         self._head_seen = self._head_seen or computed == self._expected_head
         return True
 
     def report(self) -> VerifyReport:
         if self.problem is None and not self._head_seen:
             assert self._expected_head is not None
+            where = f"record {self._expected_seq}, " if self._expected_seq is not None else ""
             self._fail(
                 self._last_seq + 1,
-                f"the expected head {self._expected_head[:16]} is not in the chain "
-                "(records were removed from its end)",
+                f"the expected head ({where}{self._expected_head[:16]}) is not in the chain, "
+                f"which ends at record {self._last_seq}: records were removed from its end"
+                + (" or all of them" if self._last_seq == 0 else ""),
             )
         return VerifyReport(
             ok=self.problem is None,

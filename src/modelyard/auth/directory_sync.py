@@ -61,6 +61,8 @@ class DirectorySync:
         # may already be older than the counter read after it.
         self._seen: int | None = None
         self._failing = False
+        # Why the last poll failed (the error's class), while it keeps failing; readiness says it.
+        self.database_problem: str | None = None
         self._catching_up: asyncio.Future[bool] | None = None
 
     def poll(self) -> bool:
@@ -100,6 +102,7 @@ class DirectorySync:
         try:
             replaced = await asyncio.to_thread(self.poll)
         except Exception as error:
+            self.database_problem = _error_name(error)
             if not self._failing:
                 log.warning(
                     "cannot refresh the configuration from the database (%s); keeping the "
@@ -112,6 +115,7 @@ class DirectorySync:
         if self._failing:
             log.info("configuration refresh works again")
             self._failing = False
+        self.database_problem = None
         return replaced
 
 

@@ -36,6 +36,7 @@ class ModelSettings:
     context_window: int
     parallel: int
     threads: int
+    flash_attention: bool = False
 
 
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
@@ -68,6 +69,15 @@ class LoadedModel:
         context_params.n_threads = settings.threads
         context_params.n_threads_batch = settings.threads
         context_params.no_perf = True
+        # ggml's CPU flash attention computes a row differently depending on how many rows are
+        # in the batch (a long prompt evaluated whole, or just its last token after a cached
+        # prefix), so with it on a greedy answer may change with what shares the batch. Off,
+        # every path gives the same tokens (and llama-cpp-python's default is off too).
+        context_params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if settings.flash_attention
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         context = llama_cpp.llama_init_from_model(model, context_params)
         if not context:
             llama_cpp.llama_model_free(model)

@@ -13,7 +13,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
-from modelyard.engine.constraint import GrammarConstraint
+from modelyard.engine.constraint import Closing, GrammarConstraint
 from modelyard.engine.wire import Sampling
 
 # How many recent tokens presence and frequency penalties look at (llama-cpp-python's default).
@@ -49,13 +49,16 @@ class Sampler:
         context: Any,
         batch_index: int,
         constraint: GrammarConstraint | None,
-        closing: bool = False,
+        closing: Closing | None = None,
+        avoid: int | None = None,
     ) -> int:
         """The next token from the logits of `batch_index` in the last decoded batch; the chain
-        records it (for penalties) as it returns it. `closing`: steer the grammar to an end."""
+        records it (for penalties) as it returns it. `closing` and `avoid`: see
+        `GrammarConstraint.mask`."""
         if constraint is not None:
             row = llama_cpp.llama_get_logits_ith(context, batch_index)
-            constraint.mask(np.ctypeslib.as_array(row, shape=(self._n_vocab,)), closing)
+            logits = np.ctypeslib.as_array(row, shape=(self._n_vocab,))
+            constraint.mask(logits, closing, avoid)
         return int(llama_cpp.llama_sampler_sample(self._chain, context, batch_index))
 
     def close(self) -> None:

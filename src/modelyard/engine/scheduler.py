@@ -24,7 +24,8 @@ from typing import Any
 
 import llama_cpp
 
-from modelyard.engine.constraint import GrammarConstraint, closing_reserve
+from modelyard.engine.constraint import Closing, GrammarConstraint
+from modelyard.engine.json_shape import JsonShape
 from modelyard.engine.model import STEP_TOKENS, LoadedModel
 from modelyard.engine.sampler import Sampler
 from modelyard.engine.text_assembly import TextAssembler
@@ -71,6 +72,8 @@ class Sequence:
     sampler: Sampler | None = None
     constraint: GrammarConstraint | None = None
     assembler: TextAssembler | None = None
+    # Followed for JSON-only answers, to steer them closed in time; None otherwise.
+    shape: JsonShape | None = None
     choice_tokens: int = 0
     generated: int = 0
     next_token: int | None = None
@@ -235,6 +238,7 @@ class Scheduler:
         new_constraint = sequence.request.new_constraint
         sequence.constraint = new_constraint() if new_constraint is not None else None
         sequence.assembler = TextAssembler(tuple(command.stops))
+        sequence.shape = JsonShape() if command.close_within_budget else None
         sequence.choice_tokens = 0
 
     def _step(self, events: list[Event]) -> None:
@@ -284,24 +288,29 @@ class Scheduler:
     def _sampled(self, sequence: Sequence, index: int, events: list[Event]) -> None:
         assert sequence.sampler is not None and sequence.assembler is not None
         constraint = sequence.constraint
-        budget = sequence.request.budget
-        closing = (
-            sequence.request.command.close_within_budget
-            and budget - sequence.choice_tokens <= closing_reserve(budget)
-        )
-        token = sequence.sampler.sample(self._model.context, index, constraint, closing)
+        closing, avoid = _steer(sequence)
+        token = sequence.sampler.sample(self._model.context, index, constraint, closing, avoid)
         request_id = sequence.id
         if constraint is not None and not constraint.consume(token):
-            # The mask was applied before sampling, so this is a bug, never the model's fault.
-            log.error("a sampled token broke the grammar of request %d", request_id)
-            self._fail(sequence, "internal_error", "local generation broke its grammar", events)
+            # The mask allowed the token, so the grammar itself failed: past llguidance's limits
+            # (a schema too costly to enforce), or a bug. Its error names no content.
+            log.error("request %d: the grammar failed (%s)", request_id, constraint.error())
+            self._fail(
+                sequence,
+                "unsupported_schema",
+                f"The schema cannot be enforced: {constraint.error()}",
+                events,
+            )
             return
         if self._model.is_end_of_generation(token):
             self._end_choice(sequence, "stop", events)
             return
         sequence.choice_tokens += 1
         sequence.generated += 1
-        text = sequence.assembler.push(self._model.piece(token))
+        piece = self._model.piece(token)
+        if sequence.shape is not None:
+            sequence.shape.push(token, piece.decode("utf-8", "ignore"))
+        text = sequence.assembler.push(piece)
         events.append(["text", request_id, sequence.choice, text, 1])
         if sequence.assembler.stopped or (constraint is not None and constraint.finished()):
             self._end_choice(sequence, "stop", events)
@@ -366,6 +375,19 @@ class Scheduler:
     def state(self) -> tuple[int, int]:
         """(waiting, running), as the loop's thread last left them."""
         return sum(len(q) for q in self._waiting.values()), len(self._running)
+
+
+def _steer(sequence: Sequence) -> tuple[Closing | None, int | None]:
+    """How to steer a JSON answer now: towards its end near the end of its budget or inside a
+    string that loops, and away from the token that would go on with the loop."""
+    shape = sequence.shape
+    if shape is None:
+        return None, None
+    loop = shape.loop_continuation() if shape.in_string else None
+    left = sequence.request.budget - sequence.choice_tokens
+    if loop is None and left > shape.reserve(sequence.request.budget):
+        return None, None
+    return (Closing.STRING if shape.in_string else Closing.VALUE), loop
 
 
 def _common_prefix(cached: list[int], prompt: list[int]) -> int:

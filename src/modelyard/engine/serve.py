@@ -105,7 +105,13 @@ def _load(config: EngineConfig, channel: Channel) -> tuple[Any, Any, Any, Engine
     cpu_backend.load_variant(lib_dir, variant)
     log.info("CPU backend: %s (of %s)", variant, ", ".join(sorted(scores)) or "built in")
     model = LoadedModel(
-        ModelSettings(config.gguf, config.context_window, config.parallel, config.threads)
+        ModelSettings(
+            config.gguf,
+            config.context_window,
+            config.parallel,
+            config.threads,
+            config.flash_attention,
+        )
     )
     template = model.metadata("tokenizer.chat_template")
     if not template:

@@ -51,6 +51,7 @@ class EngineConfig:
     threads: int
     fd: int
     excluded_variants: tuple[str, ...] = ()
+    flash_attention: bool = False
 
     @classmethod
     def from_json(cls, text: str) -> EngineConfig:

@@ -85,6 +85,11 @@ def role_within(granted: Role, held: Role) -> bool:
     return ROLE_ACTIONS[granted] <= ROLE_ACTIONS[held]
 
 
+def outranks(held: Role, other: Role) -> bool:
+    """Whether `held` may do everything `other` may, and more."""
+    return ROLE_ACTIONS[other] < ROLE_ACTIONS[held]
+
+
 def parse_role(value: str) -> Role | None:
     try:
         return Role(value)

@@ -47,6 +47,23 @@ class SpendingLimits:
 NO_LIMITS = SpendingLimits()
 
 
+def lifts(current: SpendingLimits, proposed: SpendingLimits) -> list[str]:
+    """What `proposed` loosens relative to `current`: a limit removed or raised (None: none)."""
+
+    def looser(now: int | None, then: int | None) -> bool:
+        return now is not None and (then is None or then > now)
+
+    loosened = [
+        f"the {period} budget"
+        for period, limit in current.budgets.items()
+        if looser(limit, proposed.budgets.get(period))
+    ]
+    for name in ("requests_per_minute", "tokens_per_minute", "max_concurrent"):
+        if looser(getattr(current, name), getattr(proposed, name)):
+            loosened.append(name)
+    return loosened
+
+
 def window_start(period: Period, now: datetime) -> datetime:
     """The start of the budget window that contains `now` (UTC)."""
     now = now.astimezone(UTC)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.audit.log import AuditLog
-from modelyard.auth.directory import Directory, ProjectRecord
+from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
 from modelyard.auth.directory_sync import bump_config_version
 from modelyard.auth.principal import Principal
 from modelyard.catalog.catalog import Catalog
@@ -28,8 +28,8 @@ from modelyard.errors import Conflict, InvalidParameter, NotFound
 from modelyard.ledger.cost import dollars
 from modelyard.ledger.store import LedgerStore
 from modelyard.policy.access import AccessPolicy
-from modelyard.policy.rbac import Action, Role, role_allows
-from modelyard.policy.spending import Period, SpendingLimits
+from modelyard.policy.rbac import Action, Role, outranks, role_allows
+from modelyard.policy.spending import Period, SpendingLimits, lifts
 from modelyard.protocol.admin import (
     LimitsPut,
     MemberPut,
@@ -276,16 +276,9 @@ class AdminService:
             self._policy.require(principal, Action.KEYS_MANAGE, project_id)
             record = self.keys.visible_key(principal, project_id, key_id)
             scope, scope_id = "key", record.id
-        limits = SpendingLimits(
-            budgets={
-                Period(name): usd_to_micros(value)
-                for name, value in body.budgets_usd.model_dump().items()
-                if value is not None
-            },
-            requests_per_minute=body.requests_per_minute,
-            tokens_per_minute=body.tokens_per_minute,
-            max_concurrent=body.max_concurrent,
-        )
+        limits = _limits_from(body)
+        if key_id is not None:
+            self._check_key_limits_change(principal, project_id, record, limits)
         row = {
             "scope": scope,
             "scope_id": scope_id,
@@ -314,6 +307,24 @@ class AdminService:
             )
         self._directory.put_limits(scope, scope_id, limits)
         return described
+
+    def _check_key_limits_change(
+        self, principal: Principal, project_id: str, key: KeyRecord, limits: SpendingLimits
+    ) -> None:
+        """A key never changes its own limits, and only a role above the key's may loosen them:
+        otherwise whoever a limit was set on could lift it."""
+        resource = f"the limits of key '{key.id}'"
+        if principal.key_id == key.id:
+            deny(principal, Action.KEYS_MANAGE, resource, "a key may not change its own limits")
+        loosened = lifts(self._directory.limits_of("key", key.id), limits)
+        held = principal.role_in(project_id)
+        if loosened and not (held is Role.OWNER or (held is not None and outranks(held, key.role))):
+            deny(
+                principal,
+                Action.KEYS_MANAGE,
+                resource,
+                f"loosening {', '.join(loosened)} needs a role above the key's ({key.role})",
+            )
 
     # -- usage ------------------------------------------------------------------------------
 
@@ -380,3 +391,16 @@ def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:
                 f"'{cidr}' is not a network in CIDR notation.", param=f"allowed_cidrs[{index}]"
             ) from None
     return list(cidrs)
+
+
+def _limits_from(body: LimitsPut) -> SpendingLimits:
+    return SpendingLimits(
+        budgets={
+            Period(name): usd_to_micros(value)
+            for name, value in body.budgets_usd.model_dump().items()
+            if value is not None
+        },
+        requests_per_minute=body.requests_per_minute,
+        tokens_per_minute=body.tokens_per_minute,
+        max_concurrent=body.max_concurrent,
+    )

@@ -7,6 +7,7 @@ exists. The returned `ChatRun` (see `chat_run.py`) then yields one completion or
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from functools import partial
@@ -93,6 +94,9 @@ class ChatService:
             stream = await reopen()
         except ModelyardError as error:
             admission.over(error.status)
+            raise
+        except asyncio.CancelledError:
+            admission.over(499, client_left=True)
             raise
         except BaseException:
             admission.over(500)

@@ -10,6 +10,7 @@ error in-band (its content has already left). Outputs cut by `max_tokens` are no
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -76,13 +77,16 @@ class ChatRun:
 
     async def complete(self) -> JsonObject:
         """Wait for the whole generation and shape it as one chat.completion."""
-        status = 499
+        status = 500
         try:
             completion = await self._complete()
             status = 200
             return completion
         except ModelyardError as error:
             status = error.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client left (its watcher cancelled this task)
             raise
         finally:
             self.admission.over(status, self.client_left)
@@ -197,6 +201,9 @@ class ChatRun:
                     raise event.error
         except ModelyardError as error:
             status = error.status
+            raise
+        except Exception:
+            status = 500  # a bug, not a client that left
             raise
         finally:
             if not finished and status == 499:

@@ -3,6 +3,8 @@ the answer in the encoding the client asked for (the openai SDK asks for base64 
 
 from __future__ import annotations
 
+import asyncio
+
 from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability
 from modelyard.catalog.catalog import Catalog
@@ -60,6 +62,10 @@ class EmbeddingsService:
         except ModelyardError as error:
             admission.usage_reported(Usage(0, 0))
             admission.over(error.status)
+            raise
+        except asyncio.CancelledError:
+            admission.usage_reported(Usage(0, 0))
+            admission.over(499, client_left=True)
             raise
         except BaseException:
             admission.usage_reported(Usage(0, 0))

@@ -37,6 +37,16 @@ class ModelsService:
         ]
         return {"object": "list", "data": visible}
 
+    def chat_model_ids(self, principal: Principal) -> list[str]:
+        """The chat models this caller may use in its project."""
+        project = self._access.acting_project(principal, Action.CATALOG_READ)
+        return [
+            card.id
+            for card in self._catalog.cards
+            if card.supports(Capability.CHAT)
+            and self._access.may_see_model(principal, project, card.id)
+        ]
+
     def get_model(self, name: str, principal: Principal) -> JsonObject:
         project = self._access.acting_project(principal, Action.CATALOG_READ)
         card = self._catalog.resolve(name).card

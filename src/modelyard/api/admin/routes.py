@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -124,7 +125,7 @@ async def list_members(request: Request) -> Response:
 async def put_member(request: Request) -> Response:
     principal = await caller(request)
     body = await read_model(request, MemberPut, frozenset())
-    project, subject = request.path_params["project"], request.path_params["subject"]
+    project, subject = request.path_params["project"], _subject(request)
     return await _mutate(
         request, lambda: app_state(request).admin.put_member(principal, project, subject, body)
     )
@@ -132,7 +133,7 @@ async def put_member(request: Request) -> Response:
 
 async def remove_member(request: Request) -> Response:
     principal = await caller(request)
-    project, subject = request.path_params["project"], request.path_params["subject"]
+    project, subject = request.path_params["project"], _subject(request)
     return await _mutate(
         request, lambda: app_state(request).admin.remove_member(principal, project, subject)
     )
@@ -254,12 +255,31 @@ def _day_query(value: str | None, name: str, default: date) -> str:
         raise InvalidParameter(f"{name} must be a day like 2026-11-27.", param=name) from None
 
 
+# Query integers fit a signed 64-bit database column.
+MAX_QUERY_INT = 2**63 - 1
+# A member subject: printable, without spaces or control characters, of a sane length.
+SUBJECT_PATTERN = re.compile(r"[!-~]{1,256}")
+
+
 def _int_query(value: str | None, name: str, default: int) -> int:
     if value is None:
         return default
-    if not value.isdigit():
-        raise InvalidParameter(f"{name} must be a non-negative integer.", param=name)
+    # isdigit() is true for '²' and other digits that int() refuses: ASCII only.
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_QUERY_INT:
+        raise InvalidParameter(
+            f"{name} must be a whole number from 0 to {MAX_QUERY_INT}.", param=name
+        )
     return int(value)
+
+
+def _subject(request: Request) -> str:
+    subject: str = request.path_params["subject"]
+    if SUBJECT_PATTERN.fullmatch(subject) is None:
+        raise InvalidParameter(
+            "The member subject must be 1 to 256 printable ASCII characters without spaces.",
+            param="subject",
+        )
+    return subject
 
 
 P = "/admin/projects/{project}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -25,6 +26,17 @@ SUPPORTED_API_VERSIONS = (
     "2025-05-01",
 )
 DROPPED_HEADER = "x-modelyard-dropped-parameters"
+# The dropped names a header lists at most; they are the client's own keys, percent-encoded.
+MAX_LISTED_DROPPED = 20
+
+
+def dropped_header_value(dropped: list[str]) -> str:
+    """The names of dropped parameters as a header value that is always plain ASCII, whatever
+    the client named them (non-Latin-1 names, CR/LF): each is percent-encoded, and a long list
+    is cut with a count of the rest."""
+    listed = [quote(name, safe="") for name in dropped[:MAX_LISTED_DROPPED]]
+    rest = len(dropped) - len(listed)
+    return ",".join(listed) + (f",...{rest} more" if rest else "")
 
 
 class ExtraParameters(enum.StrEnum):

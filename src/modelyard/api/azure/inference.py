@@ -14,6 +14,7 @@ from modelyard.api.azure.conventions import (
     ExtraParameters,
     apply_extra_parameters,
     check_api_version,
+    dropped_header_value,
     extra_parameters_policy,
 )
 from modelyard.api.chat import respond_chat
@@ -62,14 +63,26 @@ async def _read_body(
         unsupported,
         allow_extras=policy is ExtraParameters.PASS_THROUGH,
     )
-    return body, ({DROPPED_HEADER: ",".join(dropped)} if dropped else {})
+    return body, ({DROPPED_HEADER: dropped_header_value(dropped)} if dropped else {})
 
 
 async def model_info(request: Request) -> Response:
+    """The SDK's `get_model_info()` (and `load_client()`) send no model: without a deployment
+    header or a default, the caller's only chat model is the one meant."""
     state = app_state(request)
     principal = await caller(request)
     check_api_version(request)
-    name = endpoint_model(request, state)
+    if request.headers.get(DEPLOYMENT_HEADER) or state.settings.default_model:
+        name = endpoint_model(request, state)
+    else:
+        chat_models = state.models.chat_model_ids(principal)
+        if len(chat_models) != 1:
+            raise InvalidParameter(
+                f"No model: send the '{DEPLOYMENT_HEADER}' header naming one of "
+                f"{', '.join(chat_models) or 'your models'} (this endpoint has no default model).",
+                param=DEPLOYMENT_HEADER,
+            )
+        name = chat_models[0]
     state.models.get_model(name, principal)  # 404 unless the caller may see it
     card = state.catalog.resolve(name).card
     model_type = "chat_completion" if card.supports(Capability.CHAT) else "embeddings"

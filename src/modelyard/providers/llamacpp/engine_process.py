@@ -81,6 +81,8 @@ class EngineSpec:
     context_window: int
     parallel: int
     threads: int
+    # Faster batched decoding, but a token may then depend on what shares the batch.
+    flash_attention: bool = False
     # The program, given the engine configuration as its last argument (tests start wrappers).
     command: tuple[str, ...] = ENGINE_COMMAND
 
@@ -203,6 +205,7 @@ class EngineProcess:
             threads=self.spec.threads,
             fd=child.fileno(),
             excluded_variants=tuple(self._excluded_variants),
+            flash_attention=self.spec.flash_attention,
         )
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -303,7 +306,12 @@ class EngineProcess:
         elif kind == "failed":
             self._forget(tracked)
             self.counters.failed += 1
-            stream.failed(InternalError(f"local generation failed: {event[3]}"), event[4], event[5])
+            error: ModelyardError = (
+                UnsupportedSchema(event[3])
+                if event[2] == "unsupported_schema"
+                else InternalError(f"local generation failed: {event[3]}")
+            )
+            stream.failed(error, event[4], event[5])
         elif kind == "rejected":
             self._forget(tracked)
             stream.rejected(_rejection_error(event[2], event[3], event[4]))

@@ -41,28 +41,35 @@ class PromptBuilder:
 
     def pieces(self, messages: Sequence[PlainMessage]) -> list[Piece]:
         rendered = self._template.render(messages)
-        self._check_bound(rendered)
         skeleton = self._template.render(
             [{**message, "content": SENTINEL.format(i)} for i, message in enumerate(messages)]
         )
         pieces = _match(rendered, skeleton, messages)
-        if pieces is not None:
-            return pieces
-        for index, message in enumerate(messages):
-            if self._specials is not None and self._specials.search(message["content"]):
-                raise InvalidRequest(
-                    f"messages[{index}].content contains the text of one of the model's special "
-                    "tokens, and this model's chat template does not let the gateway keep it "
-                    "apart from the template's own markers.",
-                    param=f"messages[{index}].content",
-                )
-        return [(rendered, False)]
+        if pieces is None:
+            for index, message in enumerate(messages):
+                if self._specials is not None and self._specials.search(message["content"]):
+                    raise InvalidRequest(
+                        f"messages[{index}].content contains the text of one of the model's "
+                        "special tokens, and this model's chat template does not let the gateway "
+                        "keep it apart from the template's own markers.",
+                        param=f"messages[{index}].content",
+                    )
+            pieces = [(rendered, False)]
+        self._check_bound(pieces)
+        return pieces
 
-    def _check_bound(self, rendered: str) -> None:
+    def _check_bound(self, pieces: list[Piece]) -> None:
         """Refuse, before any tokenizing, a prompt that cannot fit however it tokenizes: every
-        token stands for at most `max_token_bytes` bytes."""
-        size = len(rendered.encode("utf-8"))
-        at_least = size // self._max_token_bytes
+        special token of the template is one token, and every other token stands for at most
+        `max_token_bytes` bytes."""
+        specials = special_bytes = 0
+        for text, is_content in pieces:
+            if not is_content and self._specials is not None:
+                for match in self._specials.finditer(text):
+                    specials += 1
+                    special_bytes += len(match.group().encode("utf-8"))
+        size = sum(len(text.encode("utf-8")) for text, _ in pieces) - special_bytes
+        at_least = specials + size // self._max_token_bytes
         if at_least > self._window:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {self._window} tokens. However, your "

@@ -58,6 +58,7 @@ class LlamaCppProvider:
                 context_window=int(deployment.options.get("context_window", card.context_window)),
                 parallel=int(deployment.options.get("parallel", parallel)),
                 threads=n_threads,
+                flash_attention=bool(deployment.options.get("flash_attention", False)),
             )
             self._engines[deployment.id] = EngineProcess(spec, queue_depth)
 
@@ -171,7 +172,11 @@ class LlamaCppProvider:
             )
         except UnsupportedSchema as exc:
             raise UnsupportedSchema(exc.message, param=failing_schema_param(contract)) from None
-        return ToolCallStream(stream) if contract.tool_mode != "none" else stream
+        if contract.tool_mode == "none":
+            return stream
+        tools = contract.callable_tools
+        forced = tools[0].name if contract.tool_mode == "required" and len(tools) == 1 else None
+        return ToolCallStream(stream, forced)
 
     def _builder(self, deployment_id: str, engine: EngineProcess) -> PromptBuilder:
         """The prompt builder of the engine's current life (a restart may bring another)."""

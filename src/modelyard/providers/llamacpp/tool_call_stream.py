@@ -22,8 +22,10 @@ from modelyard.providers.llamacpp.tool_format import ToolCallExtractor
 class ToolCallStream:
     """Content or tool calls, per choice, from a local stream of text."""
 
-    def __init__(self, inner: ChatStream) -> None:
+    def __init__(self, inner: ChatStream, forced_name: str | None = None) -> None:
         self._inner = inner
+        # The one tool a request forces: its calls are returned even when cut short.
+        self._forced_name = forced_name
 
     @property
     def prompt_tokens(self) -> int:
@@ -46,7 +48,9 @@ class ToolCallStream:
                     yield item
             elif isinstance(event, ChoiceFinished):
                 extractor = extractors.setdefault(event.choice, ToolCallExtractor())
-                text, calls = extractor.finish()
+                text, calls = extractor.finish(
+                    cut_short=event.finish_reason == "length", forced_name=self._forced_name
+                )
                 for item in self._events(event.choice, text, calls, call_counts):
                     yield item
                 called = call_counts.get(event.choice, 0) > 0

@@ -9,7 +9,9 @@ character tells the two apart.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,12 +90,21 @@ class ToolCallExtractor:
                 return content, []
         return "", self._complete_calls()
 
-    def finish(self) -> tuple[str, list[ParsedCall]]:
-        """At the end of generation: held text that began a call but never completed (cut by
-        max_tokens) is dropped rather than shown as content; other held text is content."""
+    def finish(
+        self, cut_short: bool = False, forced_name: str | None = None
+    ) -> tuple[str, list[ParsedCall]]:
+        """At the end of generation. Held text that began a call is never shown as content; when
+        `max_tokens` cut the call short, the calls written so far come back as they are, the
+        last one with partial arguments (as OpenAI returns them with `finish_reason: length`);
+        `forced_name` names a call whose name was cut off too. Other held text is content."""
         calls = self._complete_calls()
         leftover, self._held = self._held, ""
-        if self._mode == "calls" or not leftover.strip():
+        if self._mode == "calls":
+            if cut_short and CALL_OPEN in leftover:
+                block = leftover[leftover.rfind(CALL_OPEN) + len(CALL_OPEN) :]
+                calls.extend(_partial_calls(block, forced_name))
+            return "", calls
+        if not leftover.strip():
             return "", calls
         return leftover, calls
 
@@ -105,6 +116,39 @@ class ToolCallExtractor:
             self._held = self._held[end + len(CALL_CLOSE) :]
             calls.extend(_parse_block(block))
         return calls
+
+
+NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+ARGUMENTS = re.compile(r'"arguments"\s*:\s*')
+
+
+def _partial_calls(block: str, forced_name: str | None) -> list[ParsedCall]:
+    """The calls of a block cut off before its end: complete items whole, the last partly."""
+    decoder = json.JSONDecoder()
+    calls: list[ParsedCall] = []
+    at = block.find("[") + 1
+    while at > 0:
+        while at < len(block) and block[at] in " \n\t,":
+            at += 1
+        if at >= len(block) or block[at] != "{":
+            break
+        try:
+            item, at = decoder.raw_decode(block, at)
+        except json.JSONDecodeError:
+            calls.extend(_partial_call(block[at:], forced_name))
+            break
+        calls.extend(_parse_block(json.dumps([item])))
+    return calls
+
+
+def _partial_call(text: str, forced_name: str | None) -> list[ParsedCall]:
+    named = NAME.search(text)
+    name = named.group(1) if named else forced_name
+    if name is None:
+        return []
+    arguments = ARGUMENTS.search(text)
+    partial = text[arguments.end() :] if arguments else ""
+    return [ParsedCall(f"call_{os.urandom(12).hex()}", name, partial)]
 
 
 def _parse_block(block: str) -> list[ParsedCall]:
