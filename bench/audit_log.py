@@ -4,8 +4,9 @@ Owns one benchmark, on a fresh SQLite file in a temporary directory (WAL, as `op
 sets it up). It measures:
 
 - **sync append**: `AuditLog.append`, one transaction per record, as an admin mutation pays;
-- **writer submit**: the cost of `AuditWriter.submit` to the caller (the request path);
-- **writer batch**: records per second from the first submit until `close` has written them all;
+- **writer submit**: the cost to the caller (the request path) of offering an event to the audit
+  `BackgroundWriter`, as the gateway does for refusals;
+- **writer batch**: records per second from the first offer until `stop` has written them all;
 - **verify**: records per second `AuditLog.verify` recomputes, over a log of `--rows` records
   inserted directly with `chained_record` (appending that many one by one takes longer).
 
@@ -17,6 +18,7 @@ Run: `.venv/bin/python bench/audit_log.py [--appends 2000] [--events 50000] [--r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +27,8 @@ from pathlib import Path
 from sqlalchemy import Engine, insert
 
 from modelyard.audit.events import AuditEvent, chained_record
-from modelyard.audit.log import AuditLog, AuditWriter
+from modelyard.audit.log import AuditLog
+from modelyard.db.background_writer import BackgroundWriter
 from modelyard.db.engine import open_database
 from modelyard.db.schema import audit_events
 
@@ -51,13 +54,16 @@ def bench_sync_append(engine: Engine, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def bench_writer(engine: Engine, count: int) -> tuple[float, float]:
-    writer = AuditWriter(AuditLog(engine))
+async def bench_writer(engine: Engine, count: int) -> tuple[float, float]:
+    audit = AuditLog(engine)
+    writer = BackgroundWriter("audit log", audit.append_batch, capacity=count)
+    writer.start()
     start = time.perf_counter()
     for n in range(count):
-        writer.submit(event(n))
+        if not writer.offer(audit.stamped(event(n))):
+            raise SystemExit("the writer refused an event below its capacity")
     submitted = time.perf_counter()
-    unwritten = writer.close(timeout=300)
+    unwritten = await writer.stop(deadline_s=300)
     if unwritten:
         raise SystemExit(f"the writer left {unwritten} events unwritten")
     done = time.perf_counter()
@@ -100,7 +106,7 @@ def main() -> None:
         engine = open_database(f"sqlite:///{Path(directory) / 'audit.db'}")
         try:
             sync_rate = bench_sync_append(engine, args.appends)
-            submit_us, writer_rate = bench_writer(engine, args.events)
+            submit_us, writer_rate = asyncio.run(bench_writer(engine, args.events))
             verify_rate = bench_verify(engine, args.rows)
         finally:
             engine.dispose()

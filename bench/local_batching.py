@@ -331,7 +331,7 @@ GREEDY = Sampling(temperature=0.0, top_p=1.0, presence_penalty=0.0, frequency_pe
 
 def engine_process_tpot(path: Path, max_tokens: int, threads: int) -> float:
     """One greedy stream through an engine process, read by the gateway's EngineProcess."""
-    from modelyard.providers.base import TextDelta
+    from modelyard.protocol.generation import TextDelta
     from modelyard.providers.llamacpp.engine_process import EngineProcess, EngineSpec
 
     async def run() -> float:

@@ -31,7 +31,7 @@ from tests.structured.test_schema_conformance import SAMPLED, SEED
 from modelyard.catalog.cards import WeightsSource
 from modelyard.engine.wire import Sampling
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.providers.base import ChoiceFinished, Finished, TextDelta
+from modelyard.protocol.generation import ChoiceFinished, Finished, TextDelta
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
 from modelyard.providers.llamacpp.engine_process import EngineProcess, EngineSpec
 from modelyard.providers.llamacpp.grammar import grammar_source

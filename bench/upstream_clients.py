@@ -1,5 +1,5 @@
 """Upstream HTTP client candidates, side by side: the gateway's own pooled HTTP/1.1 client
-(`modelyard.providers.http1`), httpx (what the gateway used before), and aiohttp when it is
+(`modelyard.providers.http_client`), httpx (what the gateway used before), and aiohttp when it is
 installed (it is not a dependency: `pip install aiohttp` to include it).
 
 Owns one benchmark. The fast fake upstream of `bench/overhead` runs in its own process; this
@@ -29,7 +29,7 @@ import httpx
 from bench.overhead import fastloop
 from bench.overhead.payloads import request_body
 
-from modelyard.providers.http1 import ConnectionPool
+from modelyard.providers.http_client import ConnectionPool
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
@@ -104,7 +104,7 @@ class Aiohttp:
 
 
 CANDIDATES: dict[str, type[Gateway] | type[Httpx] | type[Aiohttp]] = {
-    "modelyard http1": Gateway,
+    "modelyard http_client": Gateway,
     "httpx": Httpx,
 }
 if importlib.util.find_spec("aiohttp") is not None:
@@ -151,7 +151,7 @@ async def run(url: str, seconds: float, rounds: int) -> None:
 def report(stream: bool, concurrency: int, samples: dict[str, list[tuple[float, float]]]) -> None:
     kind = "100-chunk streams" if stream else "non-streamed"
     print(f"\n{kind}, c={concurrency}")
-    base = statistics.median(cpu for _, cpu in samples["modelyard http1"])
+    base = statistics.median(cpu for _, cpu in samples["modelyard http_client"])
     for name, rows in samples.items():
         rps = statistics.median(r for r, _ in rows)
         cpu = statistics.median(c for _, c in rows)

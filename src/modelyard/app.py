@@ -12,14 +12,17 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from modelyard.admin.default_project import ensure_default_project
+from modelyard.admin.idempotency import IdempotencyStore
+from modelyard.admin.service import AdminService
 from modelyard.api import errors as api_errors
-from modelyard.api.admin.idempotency import IdempotencyStore
 from modelyard.api.admin.openapi import openapi_json
 from modelyard.api.admin.routes import admin_routes
 from modelyard.api.azure import deployments as azure_openai
@@ -34,7 +37,8 @@ from modelyard.api.middleware import (
 from modelyard.api.openai.chat import create_chat_completion
 from modelyard.api.openai.embeddings import create_embeddings
 from modelyard.api.openai.models import list_models, retrieve_model
-from modelyard.audit.log import AuditLog, AuditWriter
+from modelyard.audit.content_log import PURGE_EVERY_S, ContentLog
+from modelyard.audit.log import AuditLog, TimedEvent
 from modelyard.audit.login_failures import LoginFailures
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.auth.authenticator import Authenticator
@@ -44,23 +48,21 @@ from modelyard.auth.identity_provider import load_identity_provider
 from modelyard.auth.server_secret import derive, load_or_create_server_secret
 from modelyard.auth.tokens import TokenVerifier
 from modelyard.catalog.loader import load_catalog
+from modelyard.db.background_writer import BackgroundWriter
 from modelyard.db.engine import open_database
 from modelyard.db.installation import check_installation, mark_installed
 from modelyard.errors import ModelyardError
-from modelyard.ledger.reconcile import rebuild_memory_counters, settle_abandoned
+from modelyard.ledger.reconcile import rebuild_memory_counters, settle_abandoned, settle_written
 from modelyard.ledger.store import LedgerStore
-from modelyard.ledger.writer import LedgerWriter
 from modelyard.limits.memory_store import MemoryCounterStore
 from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import build_registry
-from modelyard.serving.admin import AdminService
-from modelyard.serving.admission import AdmissionControl
+from modelyard.serving.admission import Admissions
 from modelyard.serving.chat import ChatService
-from modelyard.serving.content_log import ContentLog
-from modelyard.serving.default_project import ensure_default_project
 from modelyard.serving.embeddings import EmbeddingsService
+from modelyard.serving.lifecycle import Recording
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
 from modelyard.state import AppState
@@ -100,9 +102,19 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     content_log = ContentLog(database)
     counters = open_counter_store(settings)
     ledger = LedgerStore(database)
-    admission = AdmissionControl(directory, counters, settings.replica(), settings.accounting)
-    writer = LedgerWriter(ledger, admission.settle_written, capacity=settings.ledger_queue_capacity)
-    admission.attach_writer(writer)
+    ledger_writer = BackgroundWriter(
+        "usage ledger",
+        ledger.write,
+        capacity=settings.writer_backlog,
+        after_write=partial(settle_written, counters),
+    )
+    content_writer = BackgroundWriter(
+        "content log", content_log.write, capacity=settings.writer_backlog
+    )
+    recording = Recording(
+        ledger_writer, content_writer, meter, counters, accounting=settings.accounting
+    )
+    admissions = Admissions(directory, recording, settings.replica())
     return AppState(
         settings=settings,
         catalog=catalog,
@@ -112,22 +124,23 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         directory_sync=DirectorySync(database, directory, settings.config_poll_s),
         authenticator=Authenticator(admin_digest, directory, derive(secret, "api-keys"), tokens),
         access=access,
-        chat=ChatService(
-            catalog, providers, settings.max_choices, meter, access, content_log, admission
-        ),
+        chat=ChatService(catalog, providers, settings.max_choices, access, admissions),
         models=ModelsService(catalog, providers, access),
-        embeddings=EmbeddingsService(catalog, providers, access, admission),
+        embeddings=EmbeddingsService(catalog, providers, access, admissions),
         admin=AdminService(
             database, directory, access, audit_log, catalog, derive(secret, "api-keys"), ledger
         ),
         counters=counters,
         ledger=ledger,
-        ledger_writer=writer,
+        ledger_writer=ledger_writer,
         idempotency=IdempotencyStore(database, derive(secret, "idempotency")),
         audit_log=audit_log,
-        audit_writer=AuditWriter(audit_log),
+        audit_writer=BackgroundWriter(
+            "audit log", audit_log.append_batch, capacity=settings.writer_backlog
+        ),
         login_failures=LoginFailures(per_source=settings.audit_failed_logins_per_minute),
         content_log=content_log,
+        content_writer=content_writer,
         usage_meter=meter,
     )
 
@@ -151,11 +164,31 @@ async def reconcile_at_start(state: AppState) -> None:
 
 
 async def summarize_login_failures(state: AppState) -> None:
-    """Each minute, the failed logins that were counted rather than recorded, as records."""
+    """Now and then, the failed logins that were counted rather than recorded, as records; a
+    summary the audit writer cannot take yet waits for the next round."""
+    waiting: list[TimedEvent] = []
     while True:
         await asyncio.sleep(SUMMARIZE_LOGINS_EVERY_S)
-        for event in state.login_failures.summaries():
-            state.audit_writer.submit(event)
+        waiting = queue_summaries(state, waiting, include_current=False)
+
+
+def queue_summaries(
+    state: AppState, waiting: list[TimedEvent], *, include_current: bool
+) -> list[TimedEvent]:
+    """Offer the waiting summaries and the new ones to the audit writer; returns the refused."""
+    new = state.login_failures.summaries(include_current=include_current)
+    events = waiting + [state.audit_log.stamped(event) for event in new]
+    return [event for event in events if not state.audit_writer.offer(event)]
+
+
+async def purge_expired_content(state: AppState) -> None:
+    """Delete content past its retention: at start, then every `PURGE_EVERY_S`."""
+    while True:
+        try:
+            await asyncio.to_thread(state.content_log.purge_expired)
+        except Exception as exc:  # the database is away; the next round deletes it
+            log.warning("purging expired content failed: %s", type(exc).__name__)
+        await asyncio.sleep(PURGE_EVERY_S)
 
 
 async def sweep_abandoned(state: AppState) -> None:
@@ -188,24 +221,32 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for provider in state.providers.all():
             await provider.start()
-        state.ledger_writer.start()
+        for writer in state.background_writers():
+            writer.start()
         await reconcile_at_start(state)
-        sweeper = asyncio.get_running_loop().create_task(sweep_abandoned(state))
-        # Configuration changed by other replicas reaches this one's Directory.
-        syncer = asyncio.get_running_loop().create_task(state.directory_sync.run())
-        summarizer = asyncio.get_running_loop().create_task(summarize_login_failures(state))
+        loop = asyncio.get_running_loop()
+        background = [
+            loop.create_task(sweep_abandoned(state)),
+            # Configuration changed by other replicas reaches this one's Directory.
+            loop.create_task(state.directory_sync.run()),
+            loop.create_task(summarize_login_failures(state)),
+            loop.create_task(purge_expired_content(state)),
+        ]
         settle_garbage_collector()
         try:
             yield
         finally:
-            sweeper.cancel()
-            syncer.cancel()
-            summarizer.cancel()
-            for event in state.login_failures.summaries(include_current=True):
-                state.audit_writer.submit(event)
+            for task in background:
+                task.cancel()
+            # Offered once more below if the writer is full now; what it still refuses is lost
+            # with the process, and said so.
+            refused = queue_summaries(state, [], include_current=True)
             for provider in state.providers.all():
                 await provider.stop()
-            await state.ledger_writer.close()
+            for writer in state.background_writers():
+                await writer.stop()
+            if refused:
+                log.error("audit: %d failed-login summaries not written at shutdown", len(refused))
             await state.counters.aclose()
             await asyncio.to_thread(state.close)
 

@@ -20,9 +20,15 @@ from modelyard.observability.logs import configure_logging
 from modelyard.settings import Settings
 from modelyard.workers import require_shared_counters
 
+DESCRIPTION = (
+    "Modelyard: a self-hosted model catalog and inference gateway. 'modelyard serve' runs it; "
+    "the other commands manage projects, keys, limits, usage and the audit log of a running "
+    "gateway (MODELYARD_URL, MODELYARD_API_KEY)."
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="modelyard", description=__doc__)
+    parser = argparse.ArgumentParser(prog="modelyard", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"modelyard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")

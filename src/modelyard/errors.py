@@ -1,18 +1,21 @@
 """The one error tree of the gateway.
 
-Every failure a client can see is a `ModelyardError`. Status, OpenAI error type and a stable
-snake_case code are class attributes; the message is for people and never decides behaviour.
+Every failure a client can see is a `ModelyardError`. Status, OpenAI error type, a stable
+snake_case code and `retryable` (whether another attempt, here or on another deployment, may
+succeed; what a router reads) are class attributes; the message is for people and never decides
+behaviour.
 `api/errors.py` is the only place that renders these to HTTP. `StartupError` is separate: it
 stops `modelyard serve` before it binds, with a message for the operator.
 
-    ModelyardError
+    ModelyardError                         [r] = retryable: another attempt may succeed
     ├── InvalidRequest (400 invalid_request_error)
     │   ├── MalformedJson                 code=invalid_json
     │   ├── InvalidParameter              code=invalid_parameter (param names the field)
     │   ├── UnsupportedParameter          code=unsupported_parameter
     │   ├── ContextLengthExceeded         code=context_length_exceeded
     │   ├── UnsupportedSchema             code=unsupported_schema
-    │   └── CapabilityUnavailable         code=capability_unavailable
+    │   ├── CapabilityUnavailable         code=capability_unavailable
+    │   └── UpstreamRejected              code=upstream_rejected_request
     ├── AuthenticationFailed (401)        code=invalid_api_key
     ├── PermissionDenied (403)            code=permission_denied (says action, resource, why)
     ├── NotFound (404)
@@ -22,25 +25,30 @@ stops `modelyard serve` before it binds, with a message for the operator.
     ├── Conflict (409)                    code=conflict
     ├── IdempotencyKeyReused (422)        code=idempotency_key_reused
     ├── BodyTooLarge (413)                code=request_too_large
-    ├── RateLimited (429)                 code=rate_limited (Retry-After, x-ratelimit-*)
+    ├── RateLimited (429) [r]             code=rate_limited (Retry-After, x-ratelimit-*)
     │   └── InsufficientQuota             code=insufficient_quota (budget; remaining amount)
-    ├── UpstreamRejected (400)            code=upstream_rejected_request
-    ├── UpstreamFailed (502)              code=upstream_error
-    │   ├── UpstreamStreamBroken          code=upstream_stream_broken
+    ├── UpstreamFailed (502) [r]          code=upstream_error
+    │   ├── UpstreamStreamBroken [r]      code=upstream_stream_broken
     │   └── InvalidModelOutput            code=invalid_model_output
-    ├── LocalEngineFailed (502)           code=engine_failed (the engine process died mid-request)
-    ├── UpstreamTimeout (504)             code=upstream_timeout
-    ├── ServiceUnavailable (503)
-    │   ├── EngineBusy                    code=engine_overloaded (Retry-After)
-    │   ├── EngineUnavailable             code=engine_unavailable (starting, restarting, broken)
-    │   ├── UpstreamUnavailable           code=upstream_unavailable
-    │   └── NotReady                      code=not_ready
+    ├── LocalEngineFailed (502) [r]       code=engine_failed (the engine process died mid-request)
+    ├── UpstreamTimeout (504) [r]         code=upstream_timeout
+    ├── ServiceUnavailable (503) [r]
+    │   ├── EngineBusy [r]                code=engine_overloaded (Retry-After)
+    │   ├── EngineUnavailable [r]         code=engine_unavailable (starting, restarting, broken)
+    │   ├── UpstreamUnavailable [r]       code=upstream_unavailable
+    │   ├── BacklogFull [r]               code=backlog_full (what must be recorded cannot be yet)
+    │   └── NotReady [r]                  code=not_ready
     └── InternalError (500)               code=internal_error
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
+
+# The statuses of the two endings that are not errors: an answer, and a client that left before
+# it (nginx's 499: never sent, only recorded). Every other status belongs to an error class.
+OK_STATUS = 200
+CLIENT_CLOSED_STATUS = 499
 
 
 class StartupError(Exception):
@@ -151,9 +159,12 @@ class BodyTooLarge(ModelyardError):
 
 
 class RateLimited(ModelyardError):
+    """A rate limit or the concurrency cap refused the request; it may pass after Retry-After."""
+
     status = 429
     type = "rate_limit_error"
     code = "rate_limited"
+    retryable = True
 
 
 class InsufficientQuota(RateLimited):
@@ -163,7 +174,6 @@ class InsufficientQuota(RateLimited):
     type = "insufficient_quota"
     code = "insufficient_quota"
     retryable = False
-    retryable = True
 
 
 class UpstreamRejected(InvalidRequest):
@@ -225,6 +235,13 @@ class EngineUnavailable(ServiceUnavailable):
 
 class UpstreamUnavailable(ServiceUnavailable):
     code = "upstream_unavailable"
+
+
+class BacklogFull(ServiceUnavailable):
+    """A background writer's backlog is full (the database is slow or away): the request is
+    refused before any work rather than produce a record that could not be kept."""
+
+    code = "backlog_full"
 
 
 class NotReady(ServiceUnavailable):

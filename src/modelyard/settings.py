@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     # False turns off the usage ledger, budgets and rate limits: for measuring their cost in
     # benchmarks only. Nothing is billed or limited while it is off.
     accounting: bool = True
-    # Usage records waiting for the database; when all are taken, new requests get 503.
-    ledger_queue_capacity: int = Field(default=10_000, ge=1)
+    # Records each background writer (usage ledger, content log, audit log) holds while the
+    # database is slow or away; when one is full, new work that would add to it gets 503.
+    writer_backlog: int = Field(default=10_000, ge=1)
     # Failed logins from one client address recorded one by one per minute; further ones are
     # counted into one record (unauthenticated traffic must not grow the audit log unbounded).
     audit_failed_logins_per_minute: int = Field(default=10, ge=1)

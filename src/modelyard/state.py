@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from modelyard.api.admin.idempotency import IdempotencyStore
-from modelyard.audit.log import AuditLog, AuditWriter
+from modelyard.admin.idempotency import IdempotencyStore
+from modelyard.admin.service import AdminService
+from modelyard.audit.content_log import ContentLog, ContentRecord
+from modelyard.audit.log import AuditLog, TimedEvent
 from modelyard.audit.login_failures import LoginFailures
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
 from modelyard.auth.directory_sync import DirectorySync
 from modelyard.catalog.catalog import Catalog
+from modelyard.db.background_writer import BackgroundWriter
+from modelyard.ledger.records import UsageRecord
 from modelyard.ledger.store import LedgerStore
-from modelyard.ledger.writer import LedgerWriter
 from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import ProviderRegistry
-from modelyard.serving.admin import AdminService
 from modelyard.serving.chat import ChatService
-from modelyard.serving.content_log import ContentLog
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
 from modelyard.settings import Settings
@@ -46,18 +48,22 @@ class AppState:
     idempotency: IdempotencyStore
     audit_log: AuditLog
     # Denials and failed logins, written off the request path.
-    audit_writer: AuditWriter
+    audit_writer: BackgroundWriter[TimedEvent]
     # Failed logins beyond the first per source and minute are counted, not recorded each.
     login_failures: LoginFailures
     content_log: ContentLog
+    content_writer: BackgroundWriter[ContentRecord]
     usage_meter: UsageMeter
     counters: CounterStore
     ledger: LedgerStore
-    ledger_writer: LedgerWriter
+    ledger_writer: BackgroundWriter[UsageRecord]
+
+    def background_writers(self) -> tuple[BackgroundWriter[Any], ...]:
+        """Started and stopped by the app's lifespan; stopped in this order."""
+        return (self.ledger_writer, self.content_writer, self.audit_writer)
 
     def close(self) -> None:
-        self.audit_writer.close(10.0)
-        self.content_log.close(10.0)
+        """Close the database pool; the lifespan stops the writers first."""
         self.database.dispose()
 
 

@@ -13,10 +13,11 @@ from sqlalchemy import func, select, text
 from modelyard.catalog.cards import Price
 from modelyard.db.engine import open_database
 from modelyard.db.schema import usage_daily, usage_records
-from modelyard.ledger.cost import cost_micros, dollars, worst_case_micros
+from modelyard.ledger.cost import cost_micros, worst_case_micros
 from modelyard.ledger.records import UsageRecord
 from modelyard.ledger.store import LedgerStore
-from modelyard.providers.base import Usage
+from modelyard.money import dollars
+from modelyard.protocol.generation import Usage
 from tests.support.services import PostgresServer
 
 # $2.50 in, $1.25 cached in, $10.00 out per 1M tokens.

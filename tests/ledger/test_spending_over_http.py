@@ -20,8 +20,8 @@ from modelyard.catalog.cards import Price
 from modelyard.db.schema import usage_records
 from modelyard.ledger.cost import cost_micros, worst_case_micros
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.providers.base import Usage
-from modelyard.serving.admission import chat_prompt_bound
+from modelyard.protocol.generation import Usage
+from modelyard.serving.chat import chat_prompt_bound
 from modelyard.testing.fake_upstream import FakeUpstream, StreamReply, stream_events
 from tests.remote.fixtures import remote_catalog
 from tests.support.gateway import GatewayProcess

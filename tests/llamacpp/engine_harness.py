@@ -10,7 +10,7 @@ from typing import Any
 
 from modelyard.catalog.cards import WeightsSource
 from modelyard.engine.wire import Sampling
-from modelyard.providers.base import ChoiceFinished, Failed, Finished, TextDelta, Usage
+from modelyard.protocol.generation import ChoiceFinished, Failed, Finished, TextDelta, Usage
 from modelyard.providers.llamacpp.engine_process import EngineProcess, EngineSpec
 from modelyard.providers.llamacpp.engine_stream import EngineStream
 from modelyard.providers.llamacpp.locate import locate_gguf

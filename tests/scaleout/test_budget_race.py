@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from modelyard.ledger.cost import cost_micros, dollars, worst_case_micros
+from modelyard.ledger.cost import cost_micros, worst_case_micros
+from modelyard.money import dollars
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.providers.base import Usage
-from modelyard.serving.admission import chat_prompt_bound
+from modelyard.protocol.generation import Usage
+from modelyard.serving.chat import chat_prompt_bound
 from modelyard.testing.fake_upstream import FakeUpstream, JsonReply, completion_body
 from tests.scaleout.counters_view import settled_key_budget_states
 from tests.scaleout.ledger_view import wait_for_rows

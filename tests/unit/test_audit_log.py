@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import secrets
 import sqlite3
@@ -25,7 +24,7 @@ from modelyard.audit.events import (
     record_hash,
     scrub,
 )
-from modelyard.audit.log import AuditLog, AuditWriter
+from modelyard.audit.log import AuditLog
 from modelyard.db.engine import open_database
 from modelyard.db.schema import audit_events, projects
 
@@ -271,62 +270,13 @@ def test_appends_from_several_processes_keep_one_chain(engine: Engine, db_url: s
     assert AuditLog(engine).verify().ok
 
 
-def test_the_writer_flushes_everything_on_close(audit: AuditLog, engine: Engine) -> None:
-    writer = AuditWriter(audit)
-    for n in range(5000):
-        writer.submit(denial(n))
-    assert writer.close(timeout=30) == 0
-    rows = audit.read(limit=1000)
-    assert len(seqs(engine)) == 5000 and seqs(engine) == list(range(1, 5001))
-    assert rows[0]["reason"] == "role viewer lacks models.use"
-    assert audit.verify().ok
-
-
-def test_the_writer_waits_out_a_database_failure(
-    audit: AuditLog, engine: Engine, db_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="modelyard.audit.log")
-    other = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=30)
-    writer = AuditWriter(audit, first_backoff_s=0.01, max_backoff_s=0.05)
-    writer.submit(denial(0))
-    wait_for(lambda: seqs(engine) == [1])
-    other.execute("ALTER TABLE audit_events RENAME TO audit_events_away")
-    other.commit()
-    for n in range(1, 300):
-        writer.submit(denial(n))
-    wait_for(lambda: "could not append" in caplog.text)
-    other.execute("ALTER TABLE audit_events_away RENAME TO audit_events")
-    other.commit()
-    other.close()
-    for n in range(300, 600):
-        writer.submit(denial(n))
-    assert writer.close(timeout=30) == 0
-    assert seqs(engine) == list(range(1, 601))
-    with engine.connect() as connection:
-        objects = connection.execute(text("SELECT object FROM audit_events")).scalars().all()
-    assert sorted(objects) == sorted(f"model:m{n}" for n in range(600))
-    assert audit.verify().ok
-
-
-def test_a_full_or_closed_writer_appends_in_the_callers_thread(
-    audit: AuditLog, engine: Engine
-) -> None:
-    writer = AuditWriter(audit, capacity=0)
-    writer.submit(denial(0))
-    assert seqs(engine) == [1]  # written before submit returned
-    assert writer.close(timeout=5) == 0
-    writer.submit(denial(1))
-    assert seqs(engine) == [1, 2]
-
-
-def test_the_writer_records_when_an_event_was_submitted(audit: AuditLog, engine: Engine) -> None:
+def test_a_stamped_event_keeps_the_time_it_happened(audit: AuditLog, engine: Engine) -> None:
     times = iter([datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC)])
     clocked = AuditLog(engine, clock=lambda: next(times))
-    writer = AuditWriter(clocked)
-    writer.submit(denial(0))
-    writer.submit(denial(1))
-    assert writer.close(timeout=5) == 0
-    assert [row["at"].day for row in audit.read()] == [1, 2]
+    first, second = clocked.stamped(denial(0)), clocked.stamped(denial(1))
+    assert clocked.append_batch([second, first]) == [1, 2]
+    assert [row["at"].day for row in audit.read()] == [2, 1]
+    assert audit.verify().ok
 
 
 ADMIN_KEY = "myd-admin-" + secrets.token_urlsafe(32)

@@ -13,7 +13,7 @@ from starlette.types import Receive
 
 from modelyard.api.sse import EventStreamResponse
 from modelyard.auth.principal import Principal
-from modelyard.ledger.cost import COST_HEADER, dollars
+from modelyard.errors import CLIENT_CLOSED_STATUS
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.serving.chat_run import ChatRun
 from modelyard.state import app_state, request_id
@@ -30,24 +30,16 @@ async def respond_chat(
 ) -> Response | EventStreamResponse:
     state = app_state(request)
     run = await state.chat.open_chat(body, principal, request_id(request), deployment_id)
-    headers = {**route_headers(run), **(headers or {})}
+    headers = {**run.headers(), **(headers or {})}
     if body.stream:
         return EventStreamResponse(
             run.chunks(), headers, error_events=error_events, on_disconnect=run.abandon
         )
     completion = await complete_unless_disconnected(run, request.receive)
     if completion is None:
-        return Response(status_code=499)
-    headers[COST_HEADER] = dollars(run.admission.cost_so_far())
+        return Response(status_code=CLIENT_CLOSED_STATUS)  # nobody reads it; logs do
+    headers.update(run.cost_header())
     return Response(orjson.dumps(completion), media_type="application/json", headers=headers)
-
-
-def route_headers(run: ChatRun) -> dict[str, str]:
-    return {
-        "x-modelyard-deployment": run.deployment.id,
-        "x-modelyard-route-reason": run.route_reason,
-        **run.admission.headers,
-    }
 
 
 async def complete_unless_disconnected(run: ChatRun, receive: Receive) -> dict[str, object] | None:

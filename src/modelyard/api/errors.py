@@ -17,6 +17,7 @@ from starlette.responses import Response
 from modelyard.audit.events import AuditEvent
 from modelyard.errors import (
     AuthenticationFailed,
+    BacklogFull,
     MethodNotAllowed,
     ModelyardError,
     PermissionDenied,
@@ -53,13 +54,22 @@ def error_response(error: ModelyardError) -> Response:
 
 async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
-    if isinstance(exc, AuthenticationFailed | PermissionDenied):
-        _audit_refusal(request, exc)
+    if isinstance(exc, AuthenticationFailed | PermissionDenied) and not _audit_refusal(
+        request, exc
+    ):
+        return error_response(
+            BacklogFull(
+                "The gateway cannot record refusals for now: its audit log is behind (the "
+                "database is slow or away). Retry shortly.",
+                retry_after_s=2,
+            )
+        )
     return error_response(exc)
 
 
-def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenied) -> None:
-    """Failed logins and denials go to the audit log, off the request path."""
+def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenied) -> bool:
+    """Failed logins and denials go to the audit log, off the request path; False when its
+    backlog is full (the refusal then cannot be answered as such, and is counted)."""
     state = request.app.state.modelyard
     scope_state = request.scope.get("state", {})
     principal = scope_state.get("principal")
@@ -67,23 +77,22 @@ def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenie
     if isinstance(exc, AuthenticationFailed) and not state.login_failures.should_record(
         client_ip or "unknown"
     ):
-        return  # counted; one record per source and minute says how many
+        return True  # counted; one record per source and minute says how many
     if isinstance(exc, AccessDenied):
         action, resource = str(exc.decision.action), exc.decision.resource
     else:
         action, resource = "auth.login", f"{request.method} {request.url.path}"
-    state.audit_writer.submit(
-        AuditEvent(
-            actor=principal.subject if principal is not None else "anonymous",
-            action=action,
-            object=resource,
-            outcome="denied" if isinstance(exc, PermissionDenied) else "failed",
-            reason=exc.message,
-            project_id=principal.project if principal is not None else None,
-            client_ip=client_ip,
-            request_id=scope_state.get("request_id"),
-        )
+    event = AuditEvent(
+        actor=principal.subject if principal is not None else "anonymous",
+        action=action,
+        object=resource,
+        outcome="denied" if isinstance(exc, PermissionDenied) else "failed",
+        reason=exc.message,
+        project_id=principal.project if principal is not None else None,
+        client_ip=client_ip,
+        request_id=scope_state.get("request_id"),
     )
+    return bool(state.audit_writer.offer(state.audit_log.stamped(event)))
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

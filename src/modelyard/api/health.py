@@ -6,7 +6,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.access import caller
+from modelyard.api.authentication import caller
 from modelyard.errors import NotReady
 from modelyard.observability.metrics import render_prometheus
 from modelyard.policy.rbac import Action

@@ -1,1 +1,2 @@
-"""The audit log: a hash-chained, tamper-evident record of admin mutations and denials."""
+"""What the gateway keeps for compliance: the hash-chained audit log of admin mutations and
+denials, the bounded record of failed logins, and the content log of opted-in projects."""

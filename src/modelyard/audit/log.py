@@ -1,4 +1,4 @@
-"""The `audit_events` table as a hash chain: appending, reading back, verifying, and a writer.
+"""The `audit_events` table as a hash chain: appending, reading back, verifying.
 
 Appends are serialized by the database, so they stay correct with several processes: on
 PostgreSQL a transaction-scoped advisory lock, on SQLite its single write lock (taken with a
@@ -9,16 +9,15 @@ than the lock would show a stale head. The thread lock only makes this process's
 queue in turn rather than poll SQLite's busy handler.
 
 `seq` is assigned as head + 1, never by the database, so a gap means a deleted record. `at` is
-when the event happened (for `AuditWriter`, when it was submitted); the chain's order is `seq`.
-Nothing here knows what an event means; callers decide what to record.
+when the event happened (for events written off the request path, `stamped` when it was
+queued); the chain's order is `seq`. Nothing here knows what an event means; callers decide
+what to record. Events of refusals and failed logins reach `append_batch` through the app's
+audit `BackgroundWriter` (`db/background_writer.py`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,14 +39,13 @@ from sqlalchemy import (
 from modelyard.audit.events import GENESIS_HASH, AuditEvent, chained_record, record_hash
 from modelyard.db.schema import audit_events
 
-log = logging.getLogger(__name__)
-
 # The advisory lock that guards the chain head on PostgreSQL ("myd_audt" as an integer).
 _PG_HEAD_LOCK = 0x6D79645F61756474
 MAX_READ_LIMIT = 1000
 _VERIFY_BATCH = 5000
 
-_Timed = tuple[AuditEvent, datetime]
+# An event with the time it happened, as it waits to be appended.
+TimedEvent = tuple[AuditEvent, datetime]
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,9 @@ class AuditLog:
         self._clock = clock
         self._lock = threading.Lock()
 
-    def now(self) -> datetime:
-        return self._clock()
+    def stamped(self, event: AuditEvent) -> TimedEvent:
+        """The event with the time it happened, to append later."""
+        return event, self._clock()
 
     def append_in(
         self, connection: Connection, event: AuditEvent, at: datetime | None = None
@@ -83,7 +82,7 @@ class AuditLog:
         return _append_all(connection, [(event, at or self._clock())])[0]
 
     def append(self, event: AuditEvent, at: datetime | None = None) -> int:
-        return self._append_batch([(event, at or self._clock())])[0]
+        return self.append_batch([(event, at or self._clock())])[0]
 
     def read(
         self,
@@ -142,91 +141,10 @@ class AuditLog:
                 last_seq = rows[-1].seq
         return checker.report()
 
-    def _append_batch(self, events: Sequence[_Timed]) -> list[int]:
+    def append_batch(self, events: Sequence[TimedEvent]) -> list[int]:
+        """Append in one transaction, in order; returns their `seq`s."""
         with self._lock, self._engine.begin() as connection:
             return _append_all(connection, events)
-
-
-class AuditWriter:
-    """Appends events off the request path, in batches, on one daemon thread.
-
-    `submit` is cheap and never waits on the database, so asyncio code may call it directly;
-    events are kept in memory (up to `capacity`) while the database is slow or down, and every
-    failed batch is retried whole, with backoff, until it commits. Nothing is ever dropped: when
-    the queue is full, or the writer is closed, `submit` appends synchronously in the caller's
-    thread instead (blocking it, and raising if the database is down). Events are lost only if
-    the process ends with some still queued; `close` reports how many.
-    """
-
-    def __init__(
-        self,
-        audit_log: AuditLog,
-        *,
-        capacity: int = 10_000,
-        batch_size: int = 500,
-        first_backoff_s: float = 0.05,
-        max_backoff_s: float = 5.0,
-    ) -> None:
-        self._log = audit_log
-        self._capacity = capacity
-        self._batch_size = batch_size
-        self._first_backoff_s = first_backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._pending: deque[_Timed] = deque()
-        self._in_flight = 0
-        self._closed = False
-        self._condition = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, event: AuditEvent) -> None:
-        at = self._log.now()
-        with self._condition:
-            if not self._closed and len(self._pending) < self._capacity:
-                self._pending.append((event, at))
-                self._condition.notify()
-                return
-        self._log._append_batch([(event, at)])
-
-    def close(self, timeout: float | None = None) -> int:
-        """Write everything queued, waiting at most `timeout` s; returns how many are unwritten."""
-        with self._condition:
-            self._closed = True
-            self._condition.notify()
-        self._thread.join(timeout)
-        with self._condition:
-            return len(self._pending) + self._in_flight
-
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                while not self._pending and not self._closed:
-                    self._condition.wait()
-                if not self._pending:
-                    return
-                count = min(len(self._pending), self._batch_size)
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._in_flight = count
-            self._write(batch)
-            with self._condition:
-                self._in_flight = 0
-
-    def _write(self, batch: list[_Timed]) -> None:
-        backoff_s = self._first_backoff_s
-        while True:
-            try:
-                self._log._append_batch(batch)
-                return
-            except Exception as error:
-                # Events were validated when made, so what fails here is the database: wait it out.
-                log.warning(
-                    "audit writer could not append %d events (%s); retrying in %.2f s",
-                    len(batch),
-                    error,
-                    backoff_s,
-                )
-                time.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
 
 class _ChainChecker:
@@ -288,7 +206,7 @@ class _ChainChecker:
         return False
 
 
-def _append_all(connection: Connection, events: Sequence[_Timed]) -> list[int]:
+def _append_all(connection: Connection, events: Sequence[TimedEvent]) -> list[int]:
     _lock_head(connection)
     head = connection.execute(
         select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)

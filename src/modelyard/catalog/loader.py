@@ -26,8 +26,8 @@ from modelyard.catalog.cards import (
 )
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import StartupError
+from modelyard.money import to_micros
 
-MICROS_PER_DOLLAR = 1_000_000
 # Providers that run weights inside the gateway (a `weights` entry) rather than an `upstream`.
 LOCAL_PROVIDERS = frozenset({"llamacpp", "sentence_transformers"})
 
@@ -215,9 +215,9 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                 provider=dep.provider,
                 region=dep.region,
                 price=Price(
-                    input_per_1m_micros=_to_micros(dep.price.input_per_1m),
-                    output_per_1m_micros=_to_micros(dep.price.output_per_1m),
-                    cached_input_per_1m_micros=_to_micros(
+                    input_per_1m_micros=to_micros(dep.price.input_per_1m),
+                    output_per_1m_micros=to_micros(dep.price.output_per_1m),
+                    cached_input_per_1m_micros=to_micros(
                         dep.price.cached_input_per_1m
                         if dep.price.cached_input_per_1m is not None
                         else dep.price.input_per_1m
@@ -259,10 +259,6 @@ def _check_engine_options(
             raise CatalogError(
                 f"{where}: options.{name}: must be a whole number from {low} to {high}"
             )
-
-
-def _to_micros(dollars: Decimal) -> int:
-    return int((dollars * MICROS_PER_DOLLAR).to_integral_value())
 
 
 def _describe(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:

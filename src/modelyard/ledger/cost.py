@@ -5,9 +5,9 @@ is charged as one, so many tiny requests never add up to less than their true co
 from __future__ import annotations
 
 from modelyard.catalog.cards import Price
-from modelyard.providers.base import Usage
+from modelyard.money import MICROS_PER_DOLLAR
+from modelyard.protocol.generation import Usage
 
-PER = 1_000_000
 # The response header that says what a request cost, in exact decimal US dollars.
 COST_HEADER = "x-modelyard-cost-usd"
 
@@ -22,7 +22,7 @@ def cost_micros(price: Price, usage: Usage) -> int:
         (usage.prompt_tokens - cached) * price.input_per_1m_micros
         + cached * price.cached_input_per_1m_micros
         + usage.completion_tokens * price.output_per_1m_micros,
-        PER,
+        MICROS_PER_DOLLAR,
     )
 
 
@@ -31,12 +31,5 @@ def worst_case_micros(price: Price, prompt_tokens_bound: int, max_output_tokens:
     return _ceil_div(
         prompt_tokens_bound * price.input_per_1m_micros
         + max_output_tokens * price.output_per_1m_micros,
-        PER,
+        MICROS_PER_DOLLAR,
     )
-
-
-def dollars(micros: int) -> str:
-    """Exact decimal text for micro-dollars."""
-    sign = "-" if micros < 0 else ""
-    whole, fraction = divmod(abs(micros), PER)
-    return f"{sign}{whole}.{fraction:06d}"

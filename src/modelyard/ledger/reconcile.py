@@ -1,7 +1,10 @@
-"""Bringing counters back in line with the ledger after a crash.
+"""Keeping counters in line with the ledger: settling what was written, and repairing after a
+crash.
 
 The invariant: for every budget, counter = settled (what the ledger holds) + open reservations
-(requests in flight). Two things can break it, and each has a repair:
+(requests in flight). A reservation is settled only once its usage record is committed
+(`settle_written`, run by the ledger's background writer after each batch). Two things can break
+the invariant, and each has a repair:
 
 - In-process counters die with their process. `rebuild_memory_counters` replays the current
   windows' spend from the ledger at start, so a restarted single-machine gateway enforces the
@@ -23,13 +26,20 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, select
 
 from modelyard.db.schema import usage_records
+from modelyard.errors import InternalError
 from modelyard.ledger.records import UsageRecord
 from modelyard.ledger.store import LedgerStore
+from modelyard.limits.keys import BudgetKey, is_rebuild, rebuild_id
 from modelyard.limits.store import CounterStore
 from modelyard.limits.values import MAX_COUNT, BudgetLimit, OpenReservation
 from modelyard.policy.spending import Period, window_end, window_label, window_start
 
 log = logging.getLogger(__name__)
+
+
+async def settle_written(counters: CounterStore, records: Sequence[UsageRecord]) -> None:
+    """Settle the reservations of committed records with their actual cost."""
+    await counters.settle_many([(r.request_id, r.cost_micros) for r in records])
 
 
 async def rebuild_memory_counters(
@@ -39,9 +49,9 @@ async def rebuild_memory_counters(
     now = now or datetime.now(UTC)
     spent = await asyncio.to_thread(_spend_by_window, engine, now)
     for key, (amount, expires_at) in spent.items():
-        rebuild_id = f"rebuild:{key}"
-        await counters.reserve(rebuild_id, [BudgetLimit(key, MAX_COUNT, expires_at)], 0, owner)
-        await counters.settle(rebuild_id, amount)
+        reservation = rebuild_id(key)
+        await counters.reserve(reservation, [BudgetLimit(key, MAX_COUNT, expires_at)], 0, owner)
+        await counters.settle(reservation, amount)
     return len(spent)
 
 
@@ -60,7 +70,7 @@ def _spend_by_window(engine: Engine, now: datetime) -> dict[str, tuple[int, date
                     .group_by(column)
                 )
                 for scope_id, amount in rows:
-                    key = f"budget:{scope}:{scope_id}:{period}:{window_label(period, now)}"
+                    key = str(BudgetKey(scope, scope_id, str(period), window_label(period, now)))
                     spent[key] = (int(amount or 0), window_end(period, now))
     return spent
 
@@ -78,7 +88,7 @@ async def settle_abandoned(
     stale = [
         r
         for r in await counters.open_reservations(owner)
-        if now - r.created_at >= older_than and not r.reservation_id.startswith("rebuild:")
+        if now - r.created_at >= older_than and not is_rebuild(r.reservation_id)
     ]
     if not stale:
         return 0
@@ -110,7 +120,7 @@ def _interrupted(reservation: OpenReservation, now: datetime) -> UsageRecord:
         cost_micros=reservation.amount_micros,
         reserved_micros=reservation.amount_micros,
         latency_ms=int((now - reservation.created_at).total_seconds() * 1000),
-        status=500,
+        status=InternalError.status,  # the request never answered
         outcome="interrupted",
         client_disconnected=False,
         usage_estimated=True,
@@ -120,7 +130,7 @@ def _interrupted(reservation: OpenReservation, now: datetime) -> UsageRecord:
 def _scope_ids(keys: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for key in keys:
-        parts = key.split(":")
-        if len(parts) == 5 and parts[0] == "budget":
-            found.setdefault(parts[1], parts[2])
+        budget = BudgetKey.parse(key)
+        if budget is not None:
+            found.setdefault(budget.scope, budget.scope_id)
     return found

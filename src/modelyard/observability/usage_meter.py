@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from modelyard.observability.metrics import MetricSample
-from modelyard.providers.base import Usage
+from modelyard.protocol.generation import Usage
 
 
 @dataclass

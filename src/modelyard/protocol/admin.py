@@ -13,7 +13,8 @@ from modelyard.policy.rbac import Role
 ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Cidr = Annotated[str, StringConstraints(min_length=2, max_length=64)]
-Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,199}$")]
+SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,199}$"
+Subject = Annotated[str, StringConstraints(pattern=SUBJECT_PATTERN)]
 
 
 class _Wire(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.providers.base import ToolCallDelta, Usage
+from modelyard.protocol.generation import ToolCallDelta, Usage
 
 JsonObject = dict[str, Any]
 

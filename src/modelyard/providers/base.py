@@ -1,7 +1,9 @@
-"""The Provider protocol and the values that cross it.
+"""The provider protocols: what the serving layer asks of an upstream kind.
 
-A provider turns the canonical chat request into generation on one kind of upstream and reports
-back a stream of events. Errors that can be known before generation starts (bad parameters,
+Every provider has the lifecycle and health of `Provider`; one that serves chat is also a
+`ChatProvider`, one that serves embeddings an `EmbeddingProvider` (OpenAI-compatible upstreams
+are both). A chat provider turns the canonical chat request into a `ChatStream` of events (see
+`protocol/generation.py`). Errors that can be known before generation starts (bad parameters,
 context too long, queue full) are raised by `open_chat`, so they become real HTTP statuses;
 anything after that arrives as a `Failed` event.
 """
@@ -9,73 +11,14 @@ anything after that arrives as a `Failed` event.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from modelyard.catalog.cards import Capability, Deployment, ModelCard
-from modelyard.errors import ModelyardError
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.embeddings import EmbeddingsRequest
+from modelyard.protocol.generation import ChatEvent, Embeddings, Usage
 from modelyard.structured.contract import OutputContract
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    # True when an upstream reported no usage and the gateway counted it itself.
-    estimated: bool = False
-    # Of the prompt tokens, how many the upstream served from its prompt cache.
-    cached_prompt_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    choice: int
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallDelta:
-    """One complete tool call (the only streamed form every SDK accepts, CLIENTS.md §4)."""
-
-    choice: int
-    index: int
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ChoiceFinished:
-    choice: int
-    finish_reason: str
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event of a successful generation: exact token usage for the whole request."""
-
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class Failed:
-    error: ModelyardError
-
-
-ChatEvent = TextDelta | ToolCallDelta | ChoiceFinished | Finished | Failed
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    vectors: list[list[float]]
-    prompt_tokens: int
 
 
 class ChatStream(Protocol):
@@ -115,12 +58,9 @@ class Provider(Protocol):
         """Capabilities this provider guarantees for any model, beyond what the card declares."""
         ...
 
-    async def embed(
-        self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
-    ) -> Embeddings:
-        """Embed the request's inputs, or raise (CapabilityUnavailable when it cannot)."""
-        ...
 
+@runtime_checkable
+class ChatProvider(Provider, Protocol):
     async def open_chat(
         self,
         request: ChatCompletionRequest,
@@ -131,4 +71,13 @@ class Provider(Protocol):
     ) -> ChatStream:
         """Admit a chat request, or raise a ModelyardError before any output exists. `caller`
         names who asks (a key), for providers that share capacity fairly between callers."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingProvider(Provider, Protocol):
+    async def embed(
+        self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
+    ) -> Embeddings:
+        """Embed the request's inputs, or raise (CapabilityUnavailable when it cannot)."""
         ...

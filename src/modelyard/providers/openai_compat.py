@@ -22,7 +22,7 @@ from modelyard.errors import ModelyardError, UpstreamFailed, UpstreamStreamBroke
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest, message_text
 from modelyard.protocol.embeddings import EmbeddingsRequest
-from modelyard.providers.base import (
+from modelyard.protocol.generation import (
     ChatEvent,
     ChoiceFinished,
     Embeddings,
@@ -34,7 +34,7 @@ from modelyard.providers.base import (
 )
 from modelyard.providers.credentials import resolve_credential
 from modelyard.providers.dialects import Dialect
-from modelyard.providers.http import UpstreamCall, UpstreamTransport
+from modelyard.providers.transport import UpstreamCall, UpstreamTransport
 from modelyard.structured.contract import OutputContract
 
 log = logging.getLogger(__name__)

@@ -1,25 +1,41 @@
-"""Build one Provider per upstream kind that the catalog's deployments use."""
+"""Build one Provider per upstream kind that the catalog's deployments use, and find the chat or
+embedding provider of a deployment."""
 
 from __future__ import annotations
 
 from modelyard.catalog.cards import Deployment
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import InternalError
-from modelyard.providers.base import Provider
+from modelyard.providers.base import ChatProvider, EmbeddingProvider, Provider
 from modelyard.providers.dialects import AzureDialect, OpenAIDialect
-from modelyard.providers.http import UpstreamTransport
 from modelyard.providers.openai_compat import OpenAICompatProvider
+from modelyard.providers.transport import UpstreamTransport
 from modelyard.settings import Settings
 
 
 class ProviderRegistry:
     def __init__(self, providers: dict[str, Provider]) -> None:
         self._providers = providers
+        # Sorted once: which kinds serve chat and which embeddings.
+        self._chat = {k: p for k, p in providers.items() if isinstance(p, ChatProvider)}
+        self._embedding = {k: p for k, p in providers.items() if isinstance(p, EmbeddingProvider)}
 
     def for_deployment(self, deployment: Deployment) -> Provider:
         provider = self._providers.get(deployment.provider)
         if provider is None:  # the catalog loader only admits known kinds
             raise InternalError(f"no provider for deployment '{deployment.id}'")
+        return provider
+
+    def chat(self, deployment: Deployment) -> ChatProvider:
+        provider = self._chat.get(deployment.provider)
+        if provider is None:  # the catalog gives chat capability only to chat providers
+            raise InternalError(f"deployment '{deployment.id}' has no chat provider")
+        return provider
+
+    def embedding(self, deployment: Deployment) -> EmbeddingProvider:
+        provider = self._embedding.get(deployment.provider)
+        if provider is None:
+            raise InternalError(f"deployment '{deployment.id}' has no embedding provider")
         return provider
 
     def all(self) -> list[Provider]:

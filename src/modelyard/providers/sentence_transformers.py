@@ -24,10 +24,8 @@ from modelyard.errors import (
     UnsupportedParameter,
 )
 from modelyard.observability.metrics import MetricSample
-from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.embeddings import EmbeddingsRequest
-from modelyard.providers.base import ChatStream, Embeddings
-from modelyard.structured.contract import OutputContract
+from modelyard.protocol.generation import Embeddings
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +91,6 @@ class SentenceTransformersProvider:
 
     def enforced_capabilities(self) -> frozenset[Capability]:
         return frozenset()
-
-    async def open_chat(
-        self,
-        request: ChatCompletionRequest,
-        card: ModelCard,
-        deployment: Deployment,
-        contract: OutputContract,
-        caller: str = "",
-    ) -> ChatStream:
-        raise AssertionError("the catalog gives embedding models no chat capability")
 
     async def embed(
         self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment

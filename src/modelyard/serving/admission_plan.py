@@ -3,7 +3,7 @@ lease, the sliding-minute request and token windows of the key, the project and 
 and a budget of every period of both scopes.
 
 Built from the Directory's limits once per minute and per change of limits, not once per request
-(admission looks one up per request: `AdmissionControl._plan`); only the token windows' amounts,
+(admission looks one up per request: `Admissions._plan`); only the token windows' amounts,
 each request's own estimate, are filled in per request.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modelyard.catalog.cards import Deployment
+from modelyard.limits.keys import BudgetKey, RateKey, lease_key
 from modelyard.limits.values import MAX_COUNT, BudgetLimit, LeaseRequest, RateWindow
 from modelyard.policy.spending import Period, SpendingLimits, window_end, window_label
 
@@ -54,9 +55,10 @@ class AdmissionPlan:
         window_plan: list[tuple[RateWindow | None, tuple[str, int] | None]] = []
         for scope, scope_id, rpm, tpm in limited:
             if rpm is not None:
-                window_plan.append((RateWindow(f"rpm:{scope}:{scope_id}", rpm, 1), None))
+                rpm_key = str(RateKey("rpm", scope, scope_id))
+                window_plan.append((RateWindow(rpm_key, rpm, 1), None))
             if tpm is not None:
-                window_plan.append((None, (f"tpm:{scope}:{scope_id}", tpm)))
+                window_plan.append((None, (str(RateKey("tpm", scope, scope_id)), tpm)))
         key_limits = next((lim for s, _, lim in scopes if s == "key"), None)
         cap = key_limits.max_concurrent if key_limits is not None else None
         key_id = next((i for s, i, _ in scopes if s == "key"), None)
@@ -71,9 +73,7 @@ class AdmissionPlan:
             limits=tuple(lim for _, _, lim in scopes),
             deployment=deployment,
             minute=minute,
-            lease=None
-            if cap is None
-            else LeaseRequest(f"concurrency:key:{key_id}", cap, LEASE_TTL_S),
+            lease=None if cap is None else LeaseRequest(lease_key(str(key_id)), cap, LEASE_TTL_S),
             window_plan=tuple(window_plan),
             tpm_keys=tuple(tokens[0] for _, tokens in window_plan if tokens is not None),
             budgets=budgets,
@@ -107,7 +107,7 @@ def budget_keys(
     """(counter key, limit or None, window end) for each period of each scope."""
     windows = _windows(now.replace(second=0, microsecond=0))
     return [
-        (f"budget:{scope}:{scope_id}:{period}:{label}", limits.budgets.get(period), end)
+        (str(BudgetKey(scope, scope_id, str(period), label)), limits.budgets.get(period), end)
         for scope, scope_id, limits in scopes
         for period, label, end in windows
     ]

@@ -7,12 +7,10 @@ exists. The returned `ChatRun` (see `chat_run.py`) then yields one completion or
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from functools import partial
 
-from modelyard.auth.directory import ProjectRecord
+import orjson
+
 from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability, ModelCard
 from modelyard.catalog.catalog import Catalog
@@ -21,17 +19,24 @@ from modelyard.errors import (
     InvalidParameter,
     InvalidRequest,
     ModelNotFound,
-    ModelyardError,
 )
-from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat import ChatCompletionRequest, ImagePart, UserMessage
-from modelyard.protocol.chat_response import JsonObject
 from modelyard.providers.registry import ProviderRegistry
-from modelyard.serving.admission import AdmissionControl, chat_prompt_bound
+from modelyard.serving.admission import Admissions
 from modelyard.serving.chat_run import ChatRun
-from modelyard.serving.content_log import ContentLog, ContentRecord
+from modelyard.serving.lifecycle import ending_for
 from modelyard.structured.contract import OutputContract, contract_for
+
+# Text the gateway itself may add to a prompt (tool-calling instructions, chat template tokens).
+GATEWAY_PROMPT_ALLOWANCE = 1024
+
+
+def chat_prompt_bound(request: ChatCompletionRequest) -> int:
+    """An upper bound on prompt tokens without a tokenizer: every token is at least one byte of
+    the serialized messages, tools and schema, plus what the gateway adds."""
+    parts = request.model_dump(include={"messages", "tools", "response_format"}, mode="json")
+    return len(orjson.dumps(parts)) + GATEWAY_PROMPT_ALLOWANCE
 
 
 class ChatService:
@@ -40,18 +45,14 @@ class ChatService:
         catalog: Catalog,
         providers: ProviderRegistry,
         max_choices: int,
-        meter: UsageMeter,
         access: AccessPolicy,
-        content_log: ContentLog,
-        admission: AdmissionControl,
+        admissions: Admissions,
     ) -> None:
-        self._admission = admission
         self._catalog = catalog
         self._providers = providers
         self._max_choices = max_choices
-        self._meter = meter
         self._access = access
-        self._content_log = content_log
+        self._admissions = admissions
 
     async def open_chat(
         self,
@@ -75,62 +76,37 @@ class ChatService:
             (d for d in candidates if self._providers.for_deployment(d).healthy(d.id)),
             candidates[0],
         )
-        provider = self._providers.for_deployment(deployment)
+        provider = self._providers.chat(deployment)
         _check_contract_capabilities(contract, card, provider.enforced_capabilities())
-        caller = principal.key_id or principal.subject
-        reopen = partial(provider.open_chat, request, card, deployment, contract, caller)
         max_output = request.requested_max_tokens() or card.max_output_tokens
-        admission = await self._admission.admit(
+        lifecycle = await self._admissions.admit(
             principal,
-            project.id,
+            project,
             card.id,
             deployment,
             request_id,
             chat_prompt_bound(request),
             max_output * request.choice_count(),
         )
-        admission.route_reason = "the only deployment of this model"
+        lifecycle.route_reason = "the only deployment of this model"
+        caller = principal.key_id or principal.subject
         try:
-            stream = await reopen()
-        except ModelyardError as error:
-            admission.over(error.status)
-            raise
-        except asyncio.CancelledError:
-            admission.over(499, client_left=True)
-            raise
-        except BaseException:
-            admission.over(500)
+            stream = await provider.open_chat(request, card, deployment, contract, caller)
+        except BaseException as exc:
+            lifecycle.end(ending_for(exc))
             raise
         return ChatRun(
             completion_id=f"chatcmpl-{request_id}",
             created=int(time.time()),
             card=card,
             deployment=deployment,
-            route_reason=admission.route_reason,
             request=request,
             contract=contract,
-            stream=stream,
-            reopen=reopen,
-            meter=self._meter,
-            admission=admission,
-            keep_content=self._content_keeper(project, request, request_id, card.id),
+            provider=provider,
+            caller=caller,
+            stream=lifecycle.attempt(stream),
+            lifecycle=lifecycle,
         )
-
-    def _content_keeper(
-        self, project: ProjectRecord, request: ChatCompletionRequest, request_id: str, model: str
-    ) -> Callable[[list[JsonObject]], None] | None:
-        """Only for projects that opted in to content logging; None (keep nothing) otherwise."""
-        days = project.content_retention_days
-        if days is None:
-            return None
-
-        def keep(outputs: list[JsonObject]) -> None:
-            prompt = [message.model_dump(mode="json") for message in request.messages]
-            self._content_log.submit(
-                ContentRecord(project.id, request_id, model, prompt, outputs, days)
-            )
-
-        return keep
 
     def _check_capabilities(self, request: ChatCompletionRequest, card: ModelCard) -> None:
         if not card.supports(Capability.CHAT):

@@ -10,19 +10,16 @@ error in-band (its content has already left). Outputs cut by `max_tokens` are no
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from modelyard.catalog.cards import Deployment, ModelCard
-from modelyard.errors import InvalidModelOutput, ModelyardError, NotReady
-from modelyard.observability.usage_meter import UsageMeter
+from modelyard.errors import InvalidModelOutput, UpstreamStreamBroken
 from modelyard.protocol import chat_response
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.chat_response import ChoiceResult, JsonObject
-from modelyard.providers.base import (
+from modelyard.protocol.generation import (
     ChatEvent,
-    ChatStream,
     ChoiceFinished,
     Failed,
     Finished,
@@ -30,7 +27,8 @@ from modelyard.providers.base import (
     ToolCallDelta,
     Usage,
 )
-from modelyard.serving.admission import Admission
+from modelyard.providers.base import ChatProvider, ChatStream
+from modelyard.serving.lifecycle import ClientLeft, Completed, Ending, RequestLifecycle, ending_for
 from modelyard.structured.contract import OutputContract
 from modelyard.structured.validation import validate_content, validate_tool_call
 
@@ -43,53 +41,37 @@ class ChatRun:
     created: int
     card: ModelCard
     deployment: Deployment
-    route_reason: str
     request: ChatCompletionRequest
     contract: OutputContract
-    stream: ChatStream
-    # Opens a fresh generation of the same request, for the repair attempt.
-    reopen: Callable[[], Awaitable[ChatStream]] = field(repr=False)
-    meter: UsageMeter = field(repr=False)
-    # Budgets, limits and the usage record of this request.
-    admission: Admission = field(repr=False)
-    # Set when the client went away before the answer was complete.
-    client_left: bool = False
-    # Receives the finished outputs, only for projects that opted in to content logging.
-    keep_content: Callable[[list[JsonObject]], None] | None = field(default=None, repr=False)
+    # The provider and caller that opened `stream`; a repair attempt opens another from them.
+    provider: ChatProvider = field(repr=False)
+    caller: str
+    stream: ChatStream = field(repr=False)
+    # Attempts, ending, content and usage record of this request.
+    lifecycle: RequestLifecycle = field(repr=False)
 
-    def __post_init__(self) -> None:
-        self._watch_usage(self.stream)
+    def headers(self) -> dict[str, str]:
+        """The headers every answer carries (deployment, route, rate limits)."""
+        return self.lifecycle.response_headers()
 
-    def _watch_usage(self, stream: ChatStream) -> None:
-        """Every generation is counted once, however it ends (a repair attempt is another)."""
-
-        def record(usage: Usage) -> None:
-            self.meter.record(self.deployment.id, self.card.id, usage, self.client_left)
-            self.admission.usage_reported(usage)
-
-        self.admission.generation_opened()
-        stream.on_usage(record)
+    def cost_header(self) -> dict[str, str]:
+        """What the answer cost, for a non-streamed answer once it is complete."""
+        return self.lifecycle.cost_header()
 
     def abandon(self) -> None:
         """The client left: stop generating; what was generated is still counted."""
-        self.client_left = True
+        self.lifecycle.mark_client_left()
         self.stream.cancel()
 
     async def complete(self) -> JsonObject:
         """Wait for the whole generation and shape it as one chat.completion."""
-        status = 500
         try:
             completion = await self._complete()
-            status = 200
-            return completion
-        except ModelyardError as error:
-            status = error.status
+        except BaseException as exc:
+            self.lifecycle.end(ending_for(exc))
             raise
-        except asyncio.CancelledError:
-            status = 499  # the client left (its watcher cancelled this task)
-            raise
-        finally:
-            self.admission.over(status, self.client_left)
+        self.lifecycle.end(Completed())
+        return completion
 
     async def _complete(self) -> JsonObject:
         for attempt in range(REPAIR_ATTEMPTS + 1):
@@ -100,14 +82,18 @@ class ChatRun:
             except InvalidModelOutput:
                 if attempt == REPAIR_ATTEMPTS:
                     raise
-                self.stream = await self.reopen()
-                self._watch_usage(self.stream)
+                self.stream = self.lifecycle.attempt(await self._reopen())
                 continue
             self._keep([(choice.text, choice.tool_calls) for choice in choices])
             return chat_response.completion(
                 self.completion_id, self.created, self.card.id, choices, usage
             )
         raise AssertionError("unreachable")
+
+    async def _reopen(self) -> ChatStream:
+        return await self.provider.open_chat(
+            self.request, self.card, self.deployment, self.contract, self.caller
+        )
 
     async def _collect(self) -> tuple[list[ChoiceResult], Usage]:
         count = self.request.choice_count()
@@ -133,7 +119,7 @@ class ChatRun:
                     raise event.error
         finally:
             await _aclose(events)
-        raise NotReady("the generation ended without a result")
+        raise UpstreamStreamBroken("The generation ended without a result.")
 
     def _validate_choice(self, choice: ChoiceResult) -> None:
         if choice.finish_reason == "length":
@@ -158,8 +144,7 @@ class ChatRun:
                 return {"role": "assistant", **delta}
             return delta
 
-        finished = False
-        status = 499
+        ending: Ending = ClientLeft()  # unless the stream finishes or fails
         events = aiter(self.stream)
         try:
             async for event in events:
@@ -186,8 +171,7 @@ class ChatRun:
                     else:
                         yield chat_response.chunk(*ids, event.choice, {}, event.finish_reason)
                 elif isinstance(event, Finished):
-                    finished = True
-                    status = 200
+                    ending = Completed()
                     self._keep(
                         [
                             ("".join(texts.get(i, [])), tuple(called.get(i, [])))
@@ -199,30 +183,27 @@ class ChatRun:
                     return
                 elif isinstance(event, Failed):
                     raise event.error
-        except ModelyardError as error:
-            status = error.status
-            raise
-        except Exception:
-            status = 500  # a bug, not a client that left
+        except BaseException as exc:
+            ending = ending_for(exc)
             raise
         finally:
-            if not finished and status == 499:
-                self.client_left = True
+            # Ended first, so that usage reported by cancelling already knows the client left.
+            self.lifecycle.end(ending)
             self.stream.cancel()
             await _aclose(events)
-            self.admission.over(status, self.client_left)
 
     def _keep(self, outputs: list[tuple[str, tuple[ToolCallDelta, ...]]]) -> None:
-        if self.keep_content is None:
+        if not self.lifecycle.keeps_content:
             return
-        self.keep_content(
+        self.lifecycle.keep_content(
+            [message.model_dump(mode="json") for message in self.request.messages],
             [
                 {
                     "content": text,
                     "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in calls],
                 }
                 for text, calls in outputs
-            ]
+            ],
         )
 
     def _closing_chunks(self, finish: ChoiceFinished | None, usage: Usage) -> list[JsonObject]:

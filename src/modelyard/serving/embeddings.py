@@ -3,19 +3,17 @@ the answer in the encoding the client asked for (the openai SDK asks for base64 
 
 from __future__ import annotations
 
-import asyncio
-
 from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability
 from modelyard.catalog.catalog import Catalog
-from modelyard.errors import CapabilityUnavailable, ModelNotFound, ModelyardError
-from modelyard.ledger.cost import COST_HEADER, dollars
+from modelyard.errors import CapabilityUnavailable, ModelNotFound
 from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat_response import JsonObject
 from modelyard.protocol.embeddings import EmbeddingsRequest, embeddings_response
-from modelyard.providers.base import Usage
+from modelyard.protocol.generation import Usage
 from modelyard.providers.registry import ProviderRegistry
-from modelyard.serving.admission import AdmissionControl
+from modelyard.serving.admission import Admissions
+from modelyard.serving.lifecycle import Completed, ending_for
 
 
 class EmbeddingsService:
@@ -24,12 +22,12 @@ class EmbeddingsService:
         catalog: Catalog,
         providers: ProviderRegistry,
         access: AccessPolicy,
-        admission: AdmissionControl,
+        admissions: Admissions,
     ) -> None:
         self._catalog = catalog
         self._providers = providers
         self._access = access
-        self._admission = admission
+        self._admissions = admissions
 
     async def embed(
         self,
@@ -38,7 +36,7 @@ class EmbeddingsService:
         request_id: str,
         deployment_id: str | None = None,
     ) -> tuple[JsonObject, dict[str, str]]:
-        """The response body and its headers (rate limits, cost)."""
+        """The response body and its headers (deployment, rate limits, cost)."""
         resolution = self._catalog.resolve(request.model)
         card = resolution.card
         project = self._access.require_model(principal, card.id)
@@ -50,29 +48,21 @@ class EmbeddingsService:
         if not candidates:
             raise ModelNotFound(f"The model '{request.model}' has no deployment.", param="model")
         deployment = candidates[0]
-        admission = await self._admission.admit(
-            principal, project.id, card.id, deployment, request_id, input_bound(request), 0
+        lifecycle = await self._admissions.admit(
+            principal, project, card.id, deployment, request_id, input_bound(request), 0
         )
-        admission.route_reason = "the only deployment of this model"
-        admission.generation_opened()
+        lifecycle.route_reason = "the only deployment of this model"
+        lifecycle.attempt_opened()
+        usage = Usage(0, 0)
         try:
-            result = await self._providers.for_deployment(deployment).embed(
-                request, card, deployment
-            )
-        except ModelyardError as error:
-            admission.usage_reported(Usage(0, 0))
-            admission.over(error.status)
+            result = await self._providers.embedding(deployment).embed(request, card, deployment)
+            usage = Usage(result.prompt_tokens, 0)
+        except BaseException as exc:
+            lifecycle.end(ending_for(exc))
             raise
-        except asyncio.CancelledError:
-            admission.usage_reported(Usage(0, 0))
-            admission.over(499, client_left=True)
-            raise
-        except BaseException:
-            admission.usage_reported(Usage(0, 0))
-            admission.over(500)
-            raise
-        admission.usage_reported(Usage(result.prompt_tokens, 0))
-        admission.over(200)
+        finally:
+            lifecycle.attempt_reported(usage)
+        lifecycle.end(Completed())
         body = embeddings_response(
             f"emb-{request_id}",
             card.id,
@@ -80,7 +70,7 @@ class EmbeddingsService:
             result.prompt_tokens,
             request.encoding_format,
         )
-        return body, {**admission.headers, COST_HEADER: dollars(admission.cost_so_far())}
+        return body, {**lifecycle.response_headers(), **lifecycle.cost_header()}
 
 
 def input_bound(request: EmbeddingsRequest) -> int:

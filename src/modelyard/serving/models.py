@@ -10,6 +10,7 @@ from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import ModelNotFound
+from modelyard.money import price
 from modelyard.policy.access import AccessPolicy
 from modelyard.policy.rbac import Action
 from modelyard.protocol.chat_response import JsonObject
@@ -121,8 +122,8 @@ def _deployment_entry(deployment: Deployment) -> JsonObject:
         "provider": deployment.provider,
         "region": deployment.region,
         "price_per_1m_tokens_usd": {
-            "input": _dollars(deployment.price.input_per_1m_micros),
-            "output": _dollars(deployment.price.output_per_1m_micros),
+            "input": price(deployment.price.input_per_1m_micros),
+            "output": price(deployment.price.output_per_1m_micros),
         },
         "data_policy": {
             "retention_days": deployment.data_policy.retention_days,
@@ -130,9 +131,3 @@ def _deployment_entry(deployment: Deployment) -> JsonObject:
             "summary": deployment.data_policy.summary,
         },
     }
-
-
-def _dollars(micros: int) -> str:
-    """Exact decimal text for micro-dollars (JSON floats would round prices)."""
-    whole, fraction = divmod(micros, 1_000_000)
-    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")

@@ -20,11 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelyard.api.access import caller
-from modelyard.api.admin.idempotency import HEADER as IDEMPOTENCY_HEADER
+from modelyard.admin.idempotency import HEADER as IDEMPOTENCY_HEADER
+from modelyard.admin.shapes import JsonObject
+from modelyard.api.authentication import caller
 from modelyard.api.parsing import read_model
 from modelyard.errors import InvalidParameter, NotFound, PermissionDenied
 from modelyard.protocol.admin import (
+    SUBJECT_PATTERN,
     KeyCreate,
     KeyRotate,
     LimitsPut,
@@ -32,7 +34,6 @@ from modelyard.protocol.admin import (
     ProjectCreate,
     ProjectUpdate,
 )
-from modelyard.serving.admin_shapes import JsonObject
 from modelyard.state import app_state
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -257,8 +258,7 @@ def _day_query(value: str | None, name: str, default: date) -> str:
 
 # Query integers fit a signed 64-bit database column.
 MAX_QUERY_INT = 2**63 - 1
-# A member subject: printable, without spaces or control characters, of a sane length.
-SUBJECT_PATTERN = re.compile(r"[!-~]{1,256}")
+SUBJECT = re.compile(SUBJECT_PATTERN)
 
 
 def _int_query(value: str | None, name: str, default: int) -> int:
@@ -274,9 +274,10 @@ def _int_query(value: str | None, name: str, default: int) -> int:
 
 def _subject(request: Request) -> str:
     subject: str = request.path_params["subject"]
-    if SUBJECT_PATTERN.fullmatch(subject) is None:
+    if SUBJECT.fullmatch(subject) is None:
         raise InvalidParameter(
-            "The member subject must be 1 to 256 printable ASCII characters without spaces.",
+            "The member subject must be 1 to 200 letters, digits and @._:+- (starting with a "
+            "letter or digit).",
             param="subject",
         )
     return subject

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.access import caller
+from modelyard.api.authentication import caller
 from modelyard.api.azure.conventions import check_api_version
 from modelyard.api.chat import respond_chat
 from modelyard.api.parsing import json_object, parse_model

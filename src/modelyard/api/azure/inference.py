@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.access import caller
+from modelyard.api.authentication import caller
 from modelyard.api.azure.conventions import (
     DROPPED_HEADER,
     ExtraParameters,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.access import caller
+from modelyard.api.authentication import caller
 from modelyard.api.chat import respond_chat
 from modelyard.api.parsing import read_model
 from modelyard.api.sse import EventStreamResponse

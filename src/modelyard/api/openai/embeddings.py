@@ -6,7 +6,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.api.access import caller
+from modelyard.api.authentication import caller
 from modelyard.api.parsing import read_model
 from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.state import app_state, request_id

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from modelyard.errors import ModelyardError
-from modelyard.providers.base import (
+from modelyard.protocol.generation import (
     ChatEvent,
     ChoiceFinished,
     Failed,

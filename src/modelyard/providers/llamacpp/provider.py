@@ -22,8 +22,7 @@ from modelyard.errors import (
 )
 from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.protocol.embeddings import EmbeddingsRequest
-from modelyard.providers.base import ChatStream, Embeddings
+from modelyard.providers.base import ChatStream
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
 from modelyard.providers.llamacpp.engine_process import EngineProcess, EngineSpec, EngineStatus
 from modelyard.providers.llamacpp.grammar import failing_schema_param, grammar_source
@@ -121,11 +120,6 @@ class LlamaCppProvider:
 
     def enforced_capabilities(self) -> frozenset[Capability]:
         return ENFORCED_BY_GRAMMAR
-
-    async def embed(
-        self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
-    ) -> Embeddings:
-        raise AssertionError("the catalog gives chat models on llama.cpp no embeddings capability")
 
     async def open_chat(
         self,

@@ -8,14 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from modelyard.providers.base import (
-    ChatEvent,
-    ChatStream,
-    ChoiceFinished,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-)
+from modelyard.protocol.generation import ChatEvent, ChoiceFinished, TextDelta, ToolCallDelta, Usage
+from modelyard.providers.base import ChatStream
 from modelyard.providers.llamacpp.tool_format import ToolCallExtractor
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from modelyard.providers.http1 import (
+from modelyard.providers.http_client import (
     ConnectFailed,
     ConnectionBroken,
     ConnectionPool,

@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, update
 
+from modelyard.admin.rules import audit_change, check_grantable, deny, known_models
+from modelyard.admin.shapes import JsonObject, key_json, key_row, models_note
 from modelyard.audit.log import AuditLog
 from modelyard.auth.directory import Directory, KeyRecord
 from modelyard.auth.directory_sync import bump_config_version
@@ -28,8 +30,6 @@ from modelyard.errors import Conflict, InvalidParameter, NotFound
 from modelyard.policy.access import AccessPolicy
 from modelyard.policy.rbac import Action, Role
 from modelyard.protocol.admin import KeyCreate, KeyRotate, iso
-from modelyard.serving.admin_rules import audit_change, check_grantable, deny, known_models
-from modelyard.serving.admin_shapes import JsonObject, key_json, key_row, models_note
 
 
 class KeyAdmin:

@@ -29,7 +29,7 @@ from modelyard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from modelyard.providers.http1 import (
+from modelyard.providers.http_client import (
     ConnectionPool,
     ConnectTimeout,
     HttpError,

@@ -6,16 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.auth.directory import KeyRecord, ProjectRecord
-from modelyard.ledger.cost import dollars
+from modelyard.money import dollars
 from modelyard.policy.spending import SpendingLimits
 from modelyard.protocol.admin import iso
 
 JsonObject = dict[str, Any]
-
-
-def usd_to_micros(value: str) -> int:
-    whole, _, fraction = value.partition(".")
-    return int(whole) * 1_000_000 + int((fraction + "000000")[:6])
 
 
 def limits_json(scope: str, scope_id: str, limits: SpendingLimits) -> JsonObject:

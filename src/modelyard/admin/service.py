@@ -18,6 +18,14 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from modelyard.admin.keys import KeyAdmin
+from modelyard.admin.rules import audit_change, check_grantable, deny, known_models
+from modelyard.admin.shapes import (
+    JsonObject,
+    limits_json,
+    project_json,
+    retention_note,
+)
 from modelyard.audit.log import AuditLog
 from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
 from modelyard.auth.directory_sync import bump_config_version
@@ -25,8 +33,8 @@ from modelyard.auth.principal import Principal
 from modelyard.catalog.catalog import Catalog
 from modelyard.db.schema import projects, role_bindings, spending_limits
 from modelyard.errors import Conflict, InvalidParameter, NotFound
-from modelyard.ledger.cost import dollars
 from modelyard.ledger.store import LedgerStore
+from modelyard.money import dollars, to_micros
 from modelyard.policy.access import AccessPolicy
 from modelyard.policy.rbac import Action, Role, outranks, role_allows
 from modelyard.policy.spending import Period, SpendingLimits, lifts
@@ -36,15 +44,6 @@ from modelyard.protocol.admin import (
     ProjectCreate,
     ProjectUpdate,
     iso,
-)
-from modelyard.serving.admin_keys import KeyAdmin
-from modelyard.serving.admin_rules import audit_change, check_grantable, deny, known_models
-from modelyard.serving.admin_shapes import (
-    JsonObject,
-    limits_json,
-    project_json,
-    retention_note,
-    usd_to_micros,
 )
 
 
@@ -396,7 +395,7 @@ def _valid_cidrs(cidrs: list[str] | None) -> list[str] | None:
 def _limits_from(body: LimitsPut) -> SpendingLimits:
     return SpendingLimits(
         budgets={
-            Period(name): usd_to_micros(value)
+            Period(name): to_micros(value)
             for name, value in body.budgets_usd.model_dump().items()
             if value is not None
         },
