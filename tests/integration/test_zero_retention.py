@@ -226,12 +226,17 @@ def test_no_prompt_completion_or_key_is_kept_anywhere(retention_gateway: Gateway
     looping = {
         "anyOf": [{"$ref": "#"}, {"type": "object", "properties": {planted.new("LOOP"): {}}}]
     }
+    # Required, so that the grammar reaches the pattern when it is checked, and the answer is
+    # the 400 whose message could quote it (left optional, the model may or may not enter it,
+    # and a sampled run that does fills max_tokens with its letters).
+    costly_name = planted.new("COSTLY")
     costly = {
         "type": "object",
-        "properties": {planted.new("COSTLY"): {"type": "string", "pattern": "^(a{1000}){1000}$"}},
+        "properties": {costly_name: {"type": "string", "pattern": "^(a{1000}){1000}$"}},
+        "required": [costly_name],
     }
     for bad_schema in (looping, costly):
-        post(
+        refused = post(
             "/v1/chat/completions",
             {
                 "model": MODEL,
@@ -240,9 +245,11 @@ def test_no_prompt_completion_or_key_is_kept_anywhere(retention_gateway: Gateway
                     "type": "json_schema",
                     "json_schema": {"name": "x", "schema": bad_schema},
                 },
+                "max_tokens": 32,
             },
             user,
         )
+        assert refused.status_code == 400, refused.text
     post(
         "/v1/chat/completions",
         {
