@@ -1,4 +1,4 @@
-"""`modelyard projects ...`, `modelyard keys ...` and `modelyard audit ...`: the admin API from a
+"""`modelyard projects|keys|usage|limits|routes|deployments|audit ...`: the admin API from a
 terminal. Commands call a running gateway over HTTP (so they are authorized and audited exactly
 like the API), except `audit verify`, which reads the database directly to check the chain.
 
@@ -16,6 +16,8 @@ import uuid
 from typing import Any
 
 import httpx
+
+from modelyard.protocol.admin import USAGE_MEASURES
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -35,6 +37,7 @@ def add_admin_commands(commands: Any) -> None:
     _project_fields(change)
     change.add_argument("--all-models", action="store_true", help="lift the model allowlist")
     change.add_argument("--any-network", action="store_true", help="lift the CIDR allowlist")
+    change.add_argument("--any-region", action="store_true", help="lift the region pin")
     change.add_argument("--no-content-logging", action="store_true", help="zero retention")
     members = p.add_parser("members", help="a project's role bindings")
     members.add_argument("project")
@@ -67,7 +70,9 @@ def add_admin_commands(commands: Any) -> None:
     usage = commands.add_parser("usage", help="usage and cost report")
     _connection_options(usage)
     usage.add_argument(
-        "--group-by", default="day,project_id", help="of day,project_id,key_id,model,deployment"
+        "--group-by",
+        default="day,project_id",
+        help="of day,project_id,key_id,model,deployment,route,arm",
     )
     usage.add_argument("--since", help="first day (default: 30 days ago)")
     usage.add_argument("--until", help="last day (default: today)")
@@ -89,6 +94,35 @@ def add_admin_commands(commands: Any) -> None:
     set_limits.add_argument("--rpm", type=int, help="requests per minute")
     set_limits.add_argument("--tpm", type=int, help="tokens per minute")
     set_limits.add_argument("--max-concurrent", type=int)
+
+    route_commands = commands.add_parser("routes", help="list, create, change or delete routes")
+    _connection_options(route_commands)
+    r = route_commands.add_subparsers(dest="action", required=True)
+    r.add_parser("list", help="the routes in force")
+    put = r.add_parser("set", help="create or replace a route (owner)")
+    put.add_argument("route")
+    put.add_argument(
+        "--strategy",
+        default="priority",
+        choices=["priority", "weighted", "least_latency", "cheapest", "least_busy"],
+    )
+    put.add_argument(
+        "--candidate",
+        action="append",
+        dest="candidates",
+        required=True,
+        metavar="DEPLOYMENT[=WEIGHT]",
+        help="a deployment, in order, with its weight for weighted routes (repeatable)",
+    )
+    put.add_argument("--language", action="append", dest="languages", help="ISO 639-1 code")
+    put.add_argument("--max-attempts", type=int)
+    put.add_argument("--description")
+    drop = r.add_parser("delete", help="delete a route (owner)")
+    drop.add_argument("route")
+
+    deployments = commands.add_parser("deployments", help="health, breakers, load, latency")
+    _connection_options(deployments)
+    deployments.set_defaults(action="list")
 
     audit = commands.add_parser("audit", help="read or verify the audit log")
     a = audit.add_subparsers(dest="action", required=True)
@@ -147,7 +181,7 @@ def run_admin_command(args: argparse.Namespace) -> int:
 
 
 def usage_table(group_by: list[str], rows: list[dict[str, Any]]) -> str:
-    columns = [*group_by, "requests", "prompt_tokens", "completion_tokens", "cost_usd", "errors"]
+    columns = [*group_by, *USAGE_MEASURES]
     cells = [columns] + [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(
@@ -172,6 +206,8 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | N
                 body["allowed_models"] = None
             if args.any_network:
                 body["allowed_cidrs"] = None
+            if args.any_region:
+                body["allowed_regions"] = None
             if args.no_content_logging:
                 body["content_retention_days"] = None
             return "PATCH", project, body
@@ -222,6 +258,14 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | N
             if value is not None:
                 limits_body[field] = value
         return "PUT", path, limits_body
+    if args.command == "routes":
+        if action == "list":
+            return "GET", "/admin/routes", None
+        if action == "delete":
+            return "DELETE", f"/admin/routes/{args.route}", None
+        return "PUT", f"/admin/routes/{args.route}", _route_body(args)
+    if args.command == "deployments":
+        return "GET", "/admin/deployments", None
     query = f"?after_seq={args.after_seq}&limit={args.limit}"
     if args.project:
         query += f"&project={args.project}"
@@ -249,6 +293,9 @@ def _project_fields(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description")
     parser.add_argument("--model", action="append", dest="models", help="allow (repeatable)")
     parser.add_argument("--cidr", action="append", dest="cidrs", help="allow (repeatable)")
+    parser.add_argument(
+        "--region", action="append", dest="regions", help="pin requests to (repeatable)"
+    )
     parser.add_argument("--content-retention-days", type=int, help="opt in to content logging")
 
 
@@ -260,6 +307,25 @@ def _project_body(args: argparse.Namespace) -> dict[str, Any]:
         body["allowed_models"] = args.models
     if args.cidrs:
         body["allowed_cidrs"] = args.cidrs
+    if args.regions:
+        body["allowed_regions"] = args.regions
     if args.content_retention_days is not None:
         body["content_retention_days"] = args.content_retention_days
+    return body
+
+
+def _route_body(args: argparse.Namespace) -> dict[str, Any]:
+    candidates = []
+    for given in args.candidates:
+        deployment, _, weight = given.partition("=")
+        if weight and not weight.isdigit():
+            raise ValueError(f"--candidate {given}: the weight must be a whole number")
+        candidates.append({"deployment": deployment, "weight": int(weight or 1)})
+    body: dict[str, Any] = {"strategy": args.strategy, "candidates": candidates}
+    if args.languages:
+        body["languages"] = args.languages
+    if args.max_attempts is not None:
+        body["max_attempts"] = args.max_attempts
+    if args.description is not None:
+        body["description"] = args.description
     return body

@@ -20,7 +20,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from modelyard.admin.default_project import ensure_default_project
+from modelyard.admin.deployments import DeploymentsView
 from modelyard.admin.idempotency import IdempotencyStore
+from modelyard.admin.route_admin import RouteAdmin
 from modelyard.admin.service import AdminService
 from modelyard.api import errors as api_errors
 from modelyard.api.admin.openapi import openapi_json
@@ -59,6 +61,11 @@ from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import build_registry
+from modelyard.routing.breaker import BreakerPolicy
+from modelyard.routing.deployment_stats import Fleet
+from modelyard.routing.prompt_language import PromptLanguage
+from modelyard.routing.route_book import RouteBook
+from modelyard.routing.router import Router
 from modelyard.serving.admission import Admissions
 from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
@@ -111,10 +118,21 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     content_writer = BackgroundWriter(
         "content log", content_log.write, capacity=settings.writer_backlog
     )
+    fleet = Fleet(
+        BreakerPolicy(
+            consecutive_failures=max(1, settings.breaker_failures),
+            enabled=settings.breaker_failures > 0,
+            error_rate=settings.breaker_error_rate,
+            cooldown_s=settings.breaker_cooldown_s,
+        )
+    )
     recording = Recording(
-        ledger_writer, content_writer, meter, counters, accounting=settings.accounting
+        ledger_writer, content_writer, meter, counters, fleet, accounting=settings.accounting
     )
     admissions = Admissions(directory, recording, settings.replica())
+    route_book = RouteBook(catalog, directory, providers)
+    languages = PromptLanguage(catalog)
+    router = Router(catalog, route_book, providers, fleet, languages.detect)
     return AppState(
         settings=settings,
         catalog=catalog,
@@ -124,12 +142,25 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         directory_sync=DirectorySync(database, directory, settings.config_poll_s),
         authenticator=Authenticator(admin_digest, directory, derive(secret, "api-keys"), tokens),
         access=access,
-        chat=ChatService(catalog, providers, settings.max_choices, access, admissions),
-        models=ModelsService(catalog, providers, access),
+        chat=ChatService(
+            router, settings.max_choices, access, admissions, settings.request_timeout_s
+        ),
+        models=ModelsService(catalog, providers, access, route_book),
         embeddings=EmbeddingsService(catalog, providers, access, admissions),
         admin=AdminService(
-            database, directory, access, audit_log, catalog, derive(secret, "api-keys"), ledger
+            database,
+            directory,
+            access,
+            audit_log,
+            catalog,
+            derive(secret, "api-keys"),
+            ledger,
+            RouteAdmin(
+                database, directory, access, audit_log, catalog, route_book, languages.check
+            ),
+            DeploymentsView(catalog, providers, fleet, access),
         ),
+        fleet=fleet,
         counters=counters,
         ledger=ledger,
         ledger_writer=ledger_writer,

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
-    if args.command in ("projects", "keys", "audit", "usage", "limits"):
+    if args.command in ("projects", "keys", "audit", "usage", "limits", "routes", "deployments"):
         return run_admin_command(args)
     return 2
 

@@ -15,6 +15,7 @@ stops `modelyard serve` before it binds, with a message for the operator.
     │   ├── ContextLengthExceeded         code=context_length_exceeded
     │   ├── UnsupportedSchema             code=unsupported_schema
     │   ├── CapabilityUnavailable         code=capability_unavailable
+    │   ├── NoEligibleDeployment          code=no_eligible_deployment (each candidate and why)
     │   └── UpstreamRejected              code=upstream_rejected_request
     ├── AuthenticationFailed (401)        code=invalid_api_key
     ├── PermissionDenied (403)            code=permission_denied (says action, resource, why)
@@ -32,11 +33,13 @@ stops `modelyard serve` before it binds, with a message for the operator.
     │   └── InvalidModelOutput            code=invalid_model_output
     ├── LocalEngineFailed (502) [r]       code=engine_failed (the engine process died mid-request)
     ├── UpstreamTimeout (504) [r]         code=upstream_timeout
+    │   └── DeadlineExceeded              code=deadline_exceeded (the request's own deadline)
     ├── ServiceUnavailable (503) [r]
     │   ├── EngineBusy [r]                code=engine_overloaded (Retry-After)
     │   ├── EngineUnavailable [r]         code=engine_unavailable (starting, restarting, broken)
     │   ├── UpstreamUnavailable [r]       code=upstream_unavailable
     │   ├── BacklogFull [r]               code=backlog_full (what must be recorded cannot be yet)
+    │   ├── NoHealthyDeployment [r]       code=no_healthy_deployment (breakers open, engines down)
     │   └── NotReady [r]                  code=not_ready
     └── InternalError (500)               code=internal_error
 """
@@ -69,9 +72,12 @@ class ModelyardError(Exception):
         param: str | None = None,
         retry_after_s: int | None = None,
         headers: dict[str, str] | None = None,
+        upstream_usage: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        # (prompt, completion) tokens an upstream reported consuming before it failed: billed.
+        self.upstream_usage = upstream_usage
         # Extra response headers (the x-ratelimit-* family on a 429).
         self.headers = headers or {}
         self.param = param
@@ -106,6 +112,15 @@ class UnsupportedSchema(InvalidRequest):
 
 class CapabilityUnavailable(InvalidRequest):
     code = "capability_unavailable"
+
+
+class NoEligibleDeployment(InvalidRequest):
+    """No candidate of the model or route can serve this request (region, capability,
+    language); the message lists each candidate and why it was excluded. A context window that
+    seems too small only sends its candidate to the back: the count is an estimate, and the
+    largest window's own refusal is the answer when none fits."""
+
+    code = "no_eligible_deployment"
 
 
 class AuthenticationFailed(ModelyardError):
@@ -216,6 +231,14 @@ class UpstreamTimeout(ModelyardError):
     retryable = True
 
 
+class DeadlineExceeded(UpstreamTimeout):
+    """The request's deadline passed before an attempt had output: no attempt may follow, and
+    the deployment is not blamed for a wait the caller cut short."""
+
+    code = "deadline_exceeded"
+    retryable = False
+
+
 class ServiceUnavailable(ModelyardError):
     status = 503
     type = "server_error"
@@ -242,6 +265,14 @@ class BacklogFull(ServiceUnavailable):
     refused before any work rather than produce a record that could not be kept."""
 
     code = "backlog_full"
+
+
+class NoHealthyDeployment(ServiceUnavailable):
+    """Every candidate that could serve the request is failing right now (circuit breaker open,
+    local engine down, its own rate limit full); the message lists each and why. A candidate
+    resting after a 429 is still tried last, so its own 429 is the answer when it is alone."""
+
+    code = "no_healthy_deployment"
 
 
 class NotReady(ServiceUnavailable):

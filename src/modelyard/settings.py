@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     # How often (seconds) a replica checks the database for configuration changed elsewhere
     # (keys, projects, members, limits); a revocation on one replica holds on all within this.
     config_poll_s: float = Field(default=1.0, gt=0)
+    # The longest a chat request may take, every attempt and the pauses between them included;
+    # a caller may ask for less (`x-modelyard-timeout-s`, or the SDKs' `x-stainless-timeout`).
+    request_timeout_s: float = Field(default=600.0, gt=0, le=3600)
+    # A deployment's circuit breaker opens after this many failures in a row, or when at least
+    # `breaker_error_rate` of 10 or more attempts in 30 s failed; it lets one request probe the
+    # deployment after `breaker_cooldown_s` (doubled after each failed probe, up to 60 s).
+    # 0 turns circuit breakers off.
+    breaker_failures: int = Field(default=5, ge=0)
+    breaker_error_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_cooldown_s: float = Field(default=5.0, gt=0, le=60)
     # Keys API keys are hashed and idempotent replies sealed with. Replicas must share one;
     # a single machine generates it into the data directory on first start.
     secret: SecretStr | None = None

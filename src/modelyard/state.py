@@ -24,6 +24,7 @@ from modelyard.limits.store import CounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import ProviderRegistry
+from modelyard.routing.deployment_stats import Fleet
 from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
@@ -57,6 +58,8 @@ class AppState:
     counters: CounterStore
     ledger: LedgerStore
     ledger_writer: BackgroundWriter[UsageRecord]
+    # What this replica knows of each deployment: in flight, latency, breaker.
+    fleet: Fleet
 
     def background_writers(self) -> tuple[BackgroundWriter[Any], ...]:
         """Started and stopped by the app's lifespan; stopped in this order."""

@@ -113,6 +113,7 @@ INFERENCE = (
 )
 
 P = "/admin/projects/{project}"
+ROUTE = "/admin/routes/{route}"
 # A valid minimal body for each admin route that takes one, from a name unique to the case.
 ADMIN_BODIES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
     ("POST", "/admin/projects"): lambda unique: {"id": unique},
@@ -123,6 +124,7 @@ ADMIN_BODIES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
     # Limits left out are unlimited: an empty body limits nothing the other cases rely on.
     ("PUT", P + "/limits"): lambda unique: {},
     ("PUT", P + "/keys/{key_id}/limits"): lambda unique: {},
+    ("PUT", ROUTE): lambda unique: {"candidates": [{"deployment": "acme-small-eu"}]},
 }
 
 
@@ -244,8 +246,18 @@ def concrete_request(
     endpoint = case.endpoint
     project = case.project or HOME
     unique = world.unique("matrix")
-    values = {"project": project, "subject": unique, "key_id": "nokey0000000", **endpoint.fixed}
+    values = {
+        "project": project,
+        "subject": unique,
+        "key_id": "nokey0000000",
+        "route": unique,
+        **endpoint.fixed,
+    }
     if isinstance(case.who, Role):
+        if endpoint.template == ROUTE and endpoint.method == "DELETE":
+            body = ADMIN_BODIES[("PUT", ROUTE)](unique)
+            put = world.api.call("PUT", ROUTE.format(**values), world.owner, json=body)
+            assert put.status_code == 200, put.text
         if endpoint.template == MEMBER and endpoint.method == "DELETE":
             put = world.api.call(
                 "PUT", MEMBER.format(**values), world.owner, json={"role": "viewer"}
@@ -433,7 +445,8 @@ def test_every_admin_route_is_dispatched(world: World) -> None:
     # answered 500 to everything: the dispatcher looked up handlers["GET"] eagerly.
     answers = {
         f"{route.method} {route.path}": world.api.call(
-            route.method, route.path.format(project=HOME, subject="nobody", key_id="nokey")
+            route.method,
+            route.path.format(project=HOME, subject="nobody", key_id="nokey", route="noroute"),
         ).status_code
         for route in ADMIN_ROUTES
     }

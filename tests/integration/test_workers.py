@@ -217,6 +217,32 @@ def test_a_revoked_key_is_refused_by_every_worker_within_two_seconds(
     assert [a.status for a in after] == [401] * len(after), after
 
 
+def test_a_route_created_through_one_worker_is_served_by_every_worker(
+    workers: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    body = {"candidates": [{"deployment": "acme-large-eu"}, {"deployment": "acme-small-eu"}]}
+    assert admin(workers, "PUT", "/admin/routes/workers-route", body).status == 200
+
+    def chat() -> Answer:
+        return ask(
+            workers,
+            "POST",
+            "/v1/chat/completions",
+            workers.admin_key,
+            {**CHAT, "model": "workers-route"},
+        )
+
+    # The worker that took the change serves the route at once, the other within a poll.
+    answers = answers_from_every_worker(
+        workers, chat, until=lambda a: a.status == 200 and a.body["model"] == "acme-large"
+    )
+    assert answers[-1].status == 200
+    assert admin(workers, "DELETE", "/admin/routes/workers-route").status == 200
+    time.sleep(2.0)
+    after = answers_from_every_worker(workers, chat, per_worker=2)
+    assert {a.status for a in after} == {404}, after
+
+
 def test_a_killed_worker_is_replaced_and_settles_what_it_left_open(
     workers: GatewayProcess, upstream: FakeUpstream, redis_url: str
 ) -> None:

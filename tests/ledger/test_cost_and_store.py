@@ -110,6 +110,7 @@ def test_a_record_is_written_once_however_often_it_is_sent(store: LedgerStore) -
             "completion_tokens": 15,
             "cost_micros": 300,
             "errors": 0,
+            "latency_ms": 36,
         }
     ]
 

@@ -184,8 +184,9 @@ def test_usage_report_as_json_csv_and_cli(spend_gateway: GatewayProcess) -> None
     assert (row["project_id"], row["model"], row["requests"]) == ("reported", "acme-large", 3)
     assert row["cost_micros"] == 3 * cost_micros(PRICE, Usage(11, 5))
     csv_text = httpx.get(url + "&format=csv", headers=admin(spend_gateway)).text.splitlines()
-    assert (
-        csv_text[0] == "project_id,model,requests,prompt_tokens,completion_tokens,cost_usd,errors"
+    assert csv_text[0] == (
+        "project_id,model,requests,prompt_tokens,completion_tokens,cost_usd,errors,error_rate,"
+        "latency_ms_avg"
     )
     assert csv_text[1].startswith("reported,acme-large,3,33,15,")
     # The project's own key may read its usage, but not another project's.

@@ -13,6 +13,9 @@ from modelyard.testing.fake_upstream import FakeUpstream
 from tests.support.gateway import GatewayProcess
 
 UPSTREAM_SECRET = "sk-upstream-canary-5b1e9d"
+# These gateways pin how one failing attempt is answered, many times over: circuit breakers,
+# tested on their own in tests/routing, would turn the later faults into quick 503s.
+NO_BREAKERS = {"MODELYARD_BREAKER_FAILURES": "0"}
 
 
 def remote_catalog(path: Path, base_url: str, **upstream: object) -> Path:
@@ -84,7 +87,7 @@ def remote_gateway_at(
     catalog = remote_catalog(directory / "catalog.yaml", upstream_url)
     return GatewayProcess(
         directory / "data",
-        env={"ACME_KEY": UPSTREAM_SECRET, **(env or {})},
+        env={"ACME_KEY": UPSTREAM_SECRET, **NO_BREAKERS, **(env or {})},
         args=("--catalog", str(catalog)),
     ).start()
 
@@ -112,7 +115,9 @@ def remote_gateway(
         directory / "catalog.yaml", upstream_server.base_url, idle_timeout_s=1.0, read_timeout_s=3.0
     )
     gateway = GatewayProcess(
-        directory / "data", env={"ACME_KEY": UPSTREAM_SECRET}, args=("--catalog", str(catalog))
+        directory / "data",
+        env={"ACME_KEY": UPSTREAM_SECRET, **NO_BREAKERS},
+        args=("--catalog", str(catalog)),
     ).start()
     yield gateway
     gateway.stop()

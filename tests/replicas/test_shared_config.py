@@ -161,3 +161,46 @@ def test_requests_and_idempotent_retries_work_across_replicas(replicas: Replicas
             model="acme-small", messages=[{"role": "user", "content": "Say hi."}]
         )
         assert reply.choices[0].message.content
+
+
+def answering_model(gateway: GatewayProcess, model: str) -> str:
+    """Which model answered a chat request to `model` (a route), or the error code."""
+    reply = httpx.post(
+        f"{gateway.base_url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+        timeout=30,
+    )
+    body = reply.json()
+    return str(body["model"]) if reply.status_code == 200 else str(body["error"]["code"])
+
+
+def test_a_route_changed_on_one_replica_is_followed_by_the_other(replicas: Replicas) -> None:
+    a, b = replicas.a, replicas.b
+    route = "/admin/routes/shared-route"
+    created = a.admin("PUT", route, {"candidates": [{"deployment": "acme-small-eu"}]})
+    assert created.status_code == 200, created.text
+    assert answering_model(a, "shared-route") == "acme-small"
+    within(PROPAGATION_S, lambda: answering_model(b, "shared-route") == "acme-small")
+
+    reordered = {
+        "strategy": "priority",
+        "candidates": [{"deployment": "acme-large-eu"}, {"deployment": "acme-small-eu"}],
+    }
+    assert b.admin("PUT", route, reordered).status_code == 200
+    within(PROPAGATION_S, lambda: answering_model(a, "shared-route") == "acme-large")
+    listed = a.admin("GET", "/admin/routes").json()["data"]
+    (shared,) = [r for r in listed if r["id"] == "shared-route"]
+    assert [c["deployment"] for c in shared["candidates"]] == ["acme-large-eu", "acme-small-eu"]
+    assert shared["source"] == "runtime"
+
+    assert a.admin("DELETE", route).status_code == 200
+    within(PROPAGATION_S, lambda: answering_model(b, "shared-route") == "model_not_found")
+    actions = [
+        event["action"]
+        for event in a.admin("GET", "/admin/audit?limit=1000").json()["data"]
+        if event["object"] == "route:shared-route"
+    ]
+    assert actions == ["routes.create", "routes.update", "routes.delete"]
+    verdict = verify_audit(replicas.database_url)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr

@@ -10,6 +10,7 @@ RETRYABLE = {
     "RateLimited", "UpstreamFailed", "UpstreamStreamBroken", "LocalEngineFailed",
     "UpstreamTimeout", "ServiceUnavailable", "EngineBusy", "EngineUnavailable",
     "UpstreamUnavailable", "NotReady", "BacklogFull",
+    "NoHealthyDeployment",
 }  # fmt: skip
 
 

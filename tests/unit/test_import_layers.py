@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("domain", ["structured", "observability", "audit", "auth"]),
     ("accounting and access", ["ledger", "policy.access"]),
     ("providers", ["providers"]),
+    ("routing", ["routing"]),
     ("use-cases", ["serving", "admin"]),
     ("application state", ["state"]),
     ("HTTP surfaces", ["api"]),

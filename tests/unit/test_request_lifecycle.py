@@ -19,12 +19,14 @@ from modelyard.errors import (
     InsufficientQuota,
     InternalError,
     InvalidModelOutput,
+    UpstreamUnavailable,
 )
 from modelyard.ledger.records import UsageRecord
 from modelyard.limits.memory_store import MemoryCounterStore
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.rbac import Role
 from modelyard.protocol.generation import Usage
+from modelyard.routing.deployment_stats import Fleet
 from modelyard.serving.lifecycle import (
     ClientLeft,
     Completed,
@@ -41,6 +43,14 @@ DEPLOYMENT = Deployment(
     provider="openai_compat",
     region="eu",
     price=Price(input_per_1m_micros=1_000_000, output_per_1m_micros=2_000_000),
+    data_policy=DataPolicy(retention_days=0, used_for_training=False, summary="none"),
+)
+PRICEY = Deployment(
+    id="pricey",
+    model="m2",
+    provider="openai_compat",
+    region="us",
+    price=Price(input_per_1m_micros=10_000_000, output_per_1m_micros=30_000_000),
     data_policy=DataPolicy(retention_days=0, used_for_training=False, summary="none"),
 )
 
@@ -67,7 +77,9 @@ async def lifecycle(retention: int | None = None) -> tuple[RequestLifecycle, Wri
     for writer in (ledger_writer, content_writer):
         writer.start()
         assert writer.claim()  # as admission does
-    recording = Recording(ledger_writer, content_writer, UsageMeter(), MemoryCounterStore())
+    recording = Recording(
+        ledger_writer, content_writer, UsageMeter(), MemoryCounterStore(), Fleet()
+    )
     principal = Principal("dev", "key", {"p1": Role.DEVELOPER}, "myd-…", project="p1")
     made = RequestLifecycle(
         "req-1",
@@ -92,27 +104,52 @@ async def settled(lifecycle: RequestLifecycle) -> None:
 @pytest.mark.anyio
 async def test_the_record_waits_for_every_attempt_and_adds_them_up() -> None:
     made, ledger, _ = await lifecycle()
-    made.attempt_opened()
-    made.attempt_opened()  # a repair attempt
-    made.attempt_reported(Usage(100, 10))
+    first = made.begin_attempt(DEPLOYMENT, "m")
+    repair = made.begin_attempt(DEPLOYMENT, "m")
+    made.attempt_reported(first, Usage(100, 10))
     made.end(Completed())
     await asyncio.sleep(0.05)
     assert ledger.items == [], "recorded before the repair attempt reported"
-    made.attempt_reported(Usage(120, 20))
+    made.attempt_reported(repair, Usage(120, 20))
     await settled(made)
     [record] = ledger.items
     assert (record.prompt_tokens, record.completion_tokens) == (220, 30)
     assert record.cost_micros == 220 + 60 == made.cost_micros()
     assert (record.status, record.outcome) == (OK_STATUS, "completed")
+    assert [a["outcome"] for a in record.attempts] == ["replaced", "completed"]
+
+
+@pytest.mark.anyio
+async def test_each_attempt_is_billed_at_its_own_deployments_price() -> None:
+    made, ledger, _ = await lifecycle()
+    failed = made.begin_attempt(PRICEY, "m2", admitted=True)
+    made.attempt_failed(failed, UpstreamUnavailable("down", upstream_usage=(1000, 0)), ended=True)
+    answered = made.begin_attempt(DEPLOYMENT, "m", admitted=True)
+    made.attempt_reported(answered, Usage(100, 10))
+    made.end(Completed())
+    await settled(made)
+    [record] = ledger.items
+    # 1000 prompt tokens at $10/1M, then 100 + 2 x 10 at $1/1M.
+    assert record.cost_micros == 10_000 + 120
+    assert record.deployment == "d1" and record.model == "m"
+    assert [(a["deployment"], a["outcome"], a["cost_micros"]) for a in record.attempts] == [
+        ("pricey", "upstream_unavailable", 10_000),
+        ("d1", "completed", 120),
+    ]
+    fleet = made.recording.fleet
+    assert fleet.of("pricey").breaker.snapshot().consecutive_failures == 1
+    assert fleet.of("pricey").last_error is not None
+    assert fleet.of("d1").breaker.snapshot().consecutive_failures == 0
+    assert fleet.of("pricey").in_flight == fleet.of("d1").in_flight == 0
 
 
 @pytest.mark.anyio
 async def test_only_the_first_ending_counts_and_one_record_is_written() -> None:
     made, ledger, _ = await lifecycle()
-    made.attempt_opened()
+    attempt = made.begin_attempt(DEPLOYMENT, "m")
     made.end(Failed(InvalidModelOutput("bad")))
     made.end(Completed())
-    made.attempt_reported(Usage(10, 5))
+    made.attempt_reported(attempt, Usage(10, 5))
     await settled(made)
     [record] = ledger.items
     assert (record.status, record.outcome) == (502, "failed")
@@ -121,9 +158,9 @@ async def test_only_the_first_ending_counts_and_one_record_is_written() -> None:
 @pytest.mark.anyio
 async def test_a_client_that_left_is_recorded_as_such() -> None:
     made, ledger, _ = await lifecycle()
-    made.attempt_opened()
+    attempt = made.begin_attempt(DEPLOYMENT, "m")
     made.end(ClientLeft())
-    made.attempt_reported(Usage(10, 3))
+    made.attempt_reported(attempt, Usage(10, 3))
     await settled(made)
     [record] = ledger.items
     assert (record.status, record.outcome) == (CLIENT_CLOSED_STATUS, "client_disconnected")
@@ -133,10 +170,10 @@ async def test_a_client_that_left_is_recorded_as_such() -> None:
 @pytest.mark.anyio
 async def test_content_is_kept_once_for_an_opted_in_project() -> None:
     made, _, content = await lifecycle(retention=7)
-    made.attempt_opened()
+    attempt = made.begin_attempt(DEPLOYMENT, "m")
     made.keep_content([{"role": "user", "content": "hi"}], [{"content": "hello"}])
     made.keep_content(["again"], ["again"])
-    made.attempt_reported(Usage(1, 1))
+    made.attempt_reported(attempt, Usage(1, 1))
     made.end(Completed())
     await settled(made)
     [kept] = content.items

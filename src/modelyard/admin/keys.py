@@ -212,7 +212,7 @@ class KeyAdmin:
     def _grantable_models(
         self, principal: Principal, project_id: str, wanted: list[str] | None
     ) -> frozenset[str] | None:
-        models = known_models(self._catalog, wanted, "models")
+        models = known_models(self._catalog, self._directory, wanted, "models")
         project = self._directory.projects[project_id]
         limits = [m for m in (principal.models, project.allowed_models) if m is not None]
         if models is None:

@@ -18,8 +18,16 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from modelyard.admin.deployments import DeploymentsView
 from modelyard.admin.keys import KeyAdmin
-from modelyard.admin.rules import audit_change, check_grantable, deny, known_models
+from modelyard.admin.route_admin import RouteAdmin
+from modelyard.admin.rules import (
+    audit_change,
+    check_grantable,
+    deny,
+    known_models,
+    known_regions,
+)
 from modelyard.admin.shapes import (
     JsonObject,
     limits_json,
@@ -57,8 +65,12 @@ class AdminService:
         catalog: Catalog,
         key_secret: bytes,
         ledger: LedgerStore,
+        routes: RouteAdmin,
+        deployments: DeploymentsView,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.routes = routes
+        self.deployments = deployments
         self._ledger = ledger
         self._engine = engine
         self._directory = directory
@@ -91,8 +103,11 @@ class AdminService:
         row = {
             "id": body.id,
             "description": body.description,
-            "allowed_models": known_models(self._catalog, body.allowed_models, "allowed_models"),
+            "allowed_models": known_models(
+                self._catalog, self._directory, body.allowed_models, "allowed_models"
+            ),
             "allowed_cidrs": _valid_cidrs(body.allowed_cidrs),
+            "allowed_regions": known_regions(self._catalog, body.allowed_regions),
             "content_retention_days": body.content_retention_days,
             "created_at": now,
             "created_by": principal.subject,
@@ -127,20 +142,29 @@ class AdminService:
         if "description" in sent:
             changes["description"] = body.description or ""
         if "allowed_models" in sent:
-            wanted = known_models(self._catalog, body.allowed_models, "allowed_models")
-            widening = wanted is None or (
-                project.allowed_models is not None and not set(wanted) <= project.allowed_models
+            wanted = known_models(
+                self._catalog, self._directory, body.allowed_models, "allowed_models"
             )
-            if widening and not principal.is_owner():
-                deny(
-                    principal,
-                    Action.PROJECTS_MANAGE,
-                    f"project '{project_id}'",
-                    "only an owner may widen the models a project may use",
-                )
+            _only_owners_widen(
+                principal,
+                project_id,
+                project.allowed_models,
+                wanted,
+                "the models a project may use",
+            )
             changes["allowed_models"] = wanted
         if "allowed_cidrs" in sent:
             changes["allowed_cidrs"] = _valid_cidrs(body.allowed_cidrs)
+        if "allowed_regions" in sent:
+            regions = known_regions(self._catalog, body.allowed_regions)
+            _only_owners_widen(
+                principal,
+                project_id,
+                project.allowed_regions,
+                regions,
+                "the regions a project's requests may reach",
+            )
+            changes["allowed_regions"] = regions
         if "content_retention_days" in sent:
             changes["content_retention_days"] = body.content_retention_days
             notes.append(retention_note(body.content_retention_days))
@@ -352,6 +376,10 @@ class AdminService:
         rows = self._ledger.daily(group_by, since, until, scope)
         for row in rows:
             row["cost_usd"] = dollars(row["cost_micros"])
+            # What an A/B comparison of arms reads: the share of errors and the mean latency.
+            requests = row["requests"] or 1
+            row["error_rate"] = round(row["errors"] / requests, 4)
+            row["latency_ms_avg"] = round(row.pop("latency_ms") / requests, 1)
         return {
             "object": "usage_report",
             "group_by": group_by,
@@ -403,3 +431,21 @@ def _limits_from(body: LimitsPut) -> SpendingLimits:
         tokens_per_minute=body.tokens_per_minute,
         max_concurrent=body.max_concurrent,
     )
+
+
+def _only_owners_widen(
+    principal: Principal,
+    project_id: str,
+    current: frozenset[str] | None,
+    wanted: list[str] | None,
+    what: str,
+) -> None:
+    """A project's list (None: no limit) is narrowed by its admins, widened only by an owner."""
+    widening = wanted is None or (current is not None and not set(wanted) <= current)
+    if widening and not principal.is_owner():
+        deny(
+            principal,
+            Action.PROJECTS_MANAGE,
+            f"project '{project_id}'",
+            f"only an owner may widen {what}",
+        )

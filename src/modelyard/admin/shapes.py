@@ -44,6 +44,9 @@ def project_json(project: ProjectRecord) -> JsonObject:
         if project.allowed_models is not None
         else None,
         "allowed_cidrs": list(project.allowed_cidrs) if project.allowed_cidrs is not None else None,
+        "allowed_regions": (
+            sorted(project.allowed_regions) if project.allowed_regions is not None else None
+        ),
         "content_retention_days": project.content_retention_days,
         "created_at": iso(project.created_at),
         "created_by": project.created_by,

@@ -5,6 +5,9 @@ whether a stream may carry an in-band error event)."""
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable, Coroutine
+from typing import TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -15,8 +18,9 @@ from modelyard.api.sse import EventStreamResponse
 from modelyard.auth.principal import Principal
 from modelyard.errors import CLIENT_CLOSED_STATUS
 from modelyard.protocol.chat import ChatCompletionRequest
-from modelyard.serving.chat_run import ChatRun
 from modelyard.state import app_state, request_id
+
+T = TypeVar("T")
 
 
 async def respond_chat(
@@ -29,45 +33,80 @@ async def respond_chat(
     headers: dict[str, str] | None = None,
 ) -> Response | EventStreamResponse:
     state = app_state(request)
-    run = await state.chat.open_chat(body, principal, request_id(request), deployment_id)
-    headers = {**run.headers(), **(headers or {})}
+    # Opening waits for a first output (a local engine's queue, fallbacks): a client that
+    # leaves meanwhile cancels it, and is recorded as gone at once.
+    opening = state.chat.open_chat(
+        body, principal, request_id(request), deployment_id, caller_timeout_s(request)
+    )
+    run = await unless_disconnected(opening, request.receive)
+    if run is None:
+        return Response(status_code=CLIENT_CLOSED_STATUS)  # nobody reads it; logs do
     if body.stream:
         return EventStreamResponse(
-            run.chunks(), headers, error_events=error_events, on_disconnect=run.abandon
+            run.chunks(),
+            {**run.headers(), **(headers or {})},
+            error_events=error_events,
+            on_disconnect=run.abandon,
         )
-    completion = await complete_unless_disconnected(run, request.receive)
+    completion = await unless_disconnected(run.complete(), request.receive, run.abandon)
     if completion is None:
         return Response(status_code=CLIENT_CLOSED_STATUS)  # nobody reads it; logs do
-    headers.update(run.cost_header())
-    return Response(orjson.dumps(completion), media_type="application/json", headers=headers)
+    # After completion: a fallback may have changed the deployment and the attempt count.
+    answer_headers = {**run.headers(), **(headers or {}), **run.cost_header()}
+    return Response(orjson.dumps(completion), media_type="application/json", headers=answer_headers)
 
 
-async def complete_unless_disconnected(run: ChatRun, receive: Receive) -> dict[str, object] | None:
-    """The completion, or None if the client left first (generation is then cancelled).
+# A caller's own deadline, in seconds: ours, or the one the openai and anthropic SDKs send.
+TIMEOUT_HEADERS = ("x-modelyard-timeout-s", "x-stainless-timeout")
 
-    The completion runs in this task; a watcher task cancels it if the client leaves (one task
-    per request rather than two and a wait)."""
-    completing = asyncio.current_task()
-    assert completing is not None
+
+def caller_timeout_s(request: Request) -> float | None:
+    """The deadline the caller asked for, if any (a malformed value is ignored, not refused:
+    SDKs send this header on their own)."""
+    for name in TIMEOUT_HEADERS:
+        value = request.headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+    return None
+
+
+async def unless_disconnected(
+    work: Coroutine[object, object, T],
+    receive: Receive,
+    on_leave: Callable[[], None] = lambda: None,
+) -> T | None:
+    """What `work` returns, or None if the client left first (`on_leave` is called, then the
+    work is cancelled).
+
+    The work runs in this task; a watcher task cancels it if the client leaves (one task per
+    request rather than two and a wait)."""
+    working = asyncio.current_task()
+    assert working is not None
     left = finished = False
 
     def client_left(watching: asyncio.Task[None]) -> None:
         nonlocal left
-        # A callback already queued when the completion finished must not cancel what follows.
+        # A callback already queued when the work finished must not cancel what follows.
         if finished or watching.cancelled() or watching.exception() is not None:
             return
         left = True
-        run.abandon()
-        completing.cancel()
+        on_leave()
+        working.cancel()
 
     watching = asyncio.ensure_future(_disconnected(receive))
     watching.add_done_callback(client_left)
     try:
-        return await run.complete()
+        return await work
     except asyncio.CancelledError:
         if not left:
             raise
-        completing.uncancel()
+        working.uncancel()
         return None
     finally:
         finished = True

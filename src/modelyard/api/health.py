@@ -38,4 +38,5 @@ async def metrics(request: Request) -> Response:
     state.access.require_owner(await caller(request), Action.METRICS_READ, "the gateway's metrics")
     samples = [sample for provider in state.providers.all() for sample in provider.metric_samples()]
     samples += state.usage_meter.metric_samples()
+    samples += state.fleet.metric_samples()
     return Response(render_prometheus(samples), media_type="text/plain; version=0.0.4")

@@ -1,4 +1,5 @@
-"""The in-memory view of projects, role bindings and API keys that every request reads.
+"""The in-memory view of the configuration every request reads: projects, role bindings, API
+keys, spending limits, and the routes changed at runtime.
 
 The database is the record; this view is loaded at start and updated by the admin service
 right after each committed mutation, so authentication and authorization never touch the
@@ -17,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from modelyard.db.schema import api_keys, projects, role_bindings, spending_limits
+from modelyard.catalog.routes import RouteSpec
+from modelyard.db.schema import api_keys, projects, role_bindings, routes, spending_limits
 from modelyard.policy.rbac import Role
 from modelyard.policy.spending import NO_LIMITS, SpendingLimits
 
@@ -31,6 +33,8 @@ class ProjectRecord:
     content_retention_days: int | None
     created_at: datetime
     created_by: str
+    # Regions its requests may reach; None for any.
+    allowed_regions: frozenset[str] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> ProjectRecord:
@@ -43,6 +47,11 @@ class ProjectRecord:
             content_retention_days=row["content_retention_days"],
             created_at=row["created_at"],
             created_by=row["created_by"],
+            allowed_regions=(
+                frozenset(row["allowed_regions"])
+                if row.get("allowed_regions") is not None
+                else None
+            ),
         )
 
 
@@ -94,6 +103,8 @@ class Directory:
         self.members: dict[str, dict[str, Role]] = {}
         # ("project" | "key", id) -> budgets and rate limits
         self.limits: dict[tuple[str, str], SpendingLimits] = {}
+        # Routes created or changed through the admin API; None removes a catalog route.
+        self.routes: dict[str, RouteSpec | None] = {}
         # Counts changes made through the put/drop methods; see `replace_with`.
         self.revision = 0
         self._lock = threading.Lock()
@@ -111,6 +122,10 @@ class Directory:
             for row in connection.execute(select(spending_limits)).mappings():
                 limits = SpendingLimits.from_row(row["budgets"], row["rate_limits"])
                 directory.put_limits(row["scope"], row["scope_id"], limits)
+            for row in connection.execute(select(routes)).mappings():
+                definition = row["definition"]
+                spec = RouteSpec.from_json(definition) if definition is not None else None
+                directory.put_route(row["id"], spec)
         return directory
 
     def replace_with(self, other: Directory, based_on: int) -> bool:
@@ -125,6 +140,7 @@ class Directory:
                 return False
             self.projects, self.keys = other.projects, other.keys
             self.members, self.limits = other.members, other.limits
+            self.routes = other.routes
             return True
 
     def put_project(self, project: ProjectRecord) -> None:
@@ -150,6 +166,11 @@ class Directory:
     def put_limits(self, scope: str, scope_id: str, limits: SpendingLimits) -> None:
         with self._lock:
             self.limits[(scope, scope_id)] = limits
+            self.revision += 1
+
+    def put_route(self, route_id: str, spec: RouteSpec | None) -> None:
+        with self._lock:
+            self.routes[route_id] = spec
             self.revision += 1
 
     def limits_of(self, scope: str, scope_id: str) -> SpendingLimits:

@@ -25,6 +25,7 @@ from modelyard.catalog.cards import (
     WeightsSource,
 )
 from modelyard.catalog.catalog import Catalog
+from modelyard.catalog.routes import RouteDefinition, RouteSpec
 from modelyard.errors import StartupError
 from modelyard.money import to_micros
 
@@ -136,6 +137,7 @@ class _DeploymentEntry(_Strict):
 class _CatalogFile(_Strict):
     models: list[_ModelEntry]
     deployments: list[_DeploymentEntry] = []
+    routes: list[RouteDefinition] = []
 
 
 def load_catalog(path: Path) -> Catalog:
@@ -147,7 +149,9 @@ def load_catalog(path: Path) -> Catalog:
     except yaml.YAMLError as exc:
         raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise CatalogError(f"catalog {path}: expected a mapping with 'models' and 'deployments'")
+        raise CatalogError(
+            f"catalog {path}: expected a mapping with 'models', 'deployments' and 'routes'"
+        )
     try:
         parsed = _CatalogFile.model_validate(raw)
     except ValidationError as exc:
@@ -237,7 +241,18 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
                 options=dict(dep.options),
             )
         )
-    return Catalog(cards, deployments)
+    catalog = Catalog(cards, deployments)
+    routes: list[RouteSpec] = []
+    for index, route_entry in enumerate(parsed.routes):
+        route = route_entry.spec()
+        if route.id in {r.id for r in routes}:
+            raise CatalogError(f"catalog {path}: routes[{index}] '{route.id}': id: used twice")
+        try:
+            catalog.check_route(route)
+        except ValueError as exc:
+            raise CatalogError(f"catalog {path}: routes[{index}] '{route.id}': {exc}") from None
+        routes.append(route)
+    return Catalog(cards, deployments, routes)
 
 
 ENGINE_OPTION_BOUNDS = {"parallel": (1, 64), "context_window": (16, None)}

@@ -66,6 +66,8 @@ projects = Table(
     Column("allowed_cidrs", JSON, nullable=True),
     # None: zero retention. Otherwise prompts and completions are kept this many days.
     Column("content_retention_days", Integer, nullable=True),
+    # Regions its requests may reach, or NULL for any; enforced by the router on every route.
+    Column("allowed_regions", JSON, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
 )
@@ -191,6 +193,11 @@ usage_records = Table(
     Column("outcome", String(32), nullable=False),
     Column("client_disconnected", Boolean(), nullable=False),
     Column("usage_estimated", Boolean(), nullable=False),
+    # The route named by the request (NULL for a model name), the arm its strategy chose first,
+    # and every attempt: deployment, outcome, status, latency, tokens and cost.
+    Column("route", String(200), nullable=True),
+    Column("arm", String(200), nullable=True),
+    Column("attempts", JSON, nullable=True),
 )
 Index("ix_usage_records_project_created", usage_records.c.project_id, usage_records.c.created_at)
 Index("ix_usage_records_key_created", usage_records.c.key_id, usage_records.c.created_at)
@@ -205,9 +212,23 @@ usage_daily = Table(
     Column("key_id", String(32), primary_key=True),  # "" for tokens and the admin key
     Column("model", String(200), primary_key=True),
     Column("deployment", String(200), primary_key=True),
+    Column("route", String(200), primary_key=True),  # "" for requests that named a model
+    Column("arm", String(200), primary_key=True),
     Column("requests", BigInteger, nullable=False),
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("completion_tokens", BigInteger, nullable=False),
     Column("cost_micros", BigInteger, nullable=False),
     Column("errors", BigInteger, nullable=False),
+    Column("latency_ms", BigInteger, nullable=False),
+)
+
+# Routes created or changed at runtime (`/admin/routes`), over those of the catalog file; a NULL
+# definition removes a catalog route.
+routes = Table(
+    "routes",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("definition", JSON, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
 )

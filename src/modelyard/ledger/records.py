@@ -29,10 +29,18 @@ class UsageRecord:
     outcome: Outcome
     client_disconnected: bool
     usage_estimated: bool
+    # The route the request named (None for a model name), the arm its strategy picked first,
+    # and every attempt (deployment, outcome, status, latency_ms, tokens, cost_micros).
+    route: str | None = None
+    arm: str | None = None
+    attempts: tuple[dict[str, Any], ...] | None = None
 
     def row(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its deep copies were half the cost of writing a record.
-        return {name: getattr(self, name) for name in _COLUMNS}
+        row = {name: getattr(self, name) for name in _COLUMNS}
+        if self.attempts is not None:
+            row["attempts"] = list(self.attempts)
+        return row
 
     @property
     def day(self) -> str:

@@ -18,8 +18,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from modelyard.db.schema import usage_daily, usage_records
 from modelyard.ledger.records import UsageRecord
 
-_ROLLUP_KEY = ("day", "project_id", "key_id", "model", "deployment")
-_ROLLUP_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_micros", "errors")
+_ROLLUP_KEY = ("day", "project_id", "key_id", "model", "deployment", "route", "arm")
+_ROLLUP_SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_micros",
+    "errors",
+    "latency_ms",
+)
 
 
 class LedgerStore:
@@ -45,10 +52,25 @@ class LedgerStore:
     def _roll_up(self, connection: Connection, records: Sequence[UsageRecord]) -> None:
         totals: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * len(_ROLLUP_SUMS))
         for r in records:
-            key = (r.day, r.project_id, r.key_id or "", r.model, r.deployment)
+            key = (
+                r.day,
+                r.project_id,
+                r.key_id or "",
+                r.model,
+                r.deployment,
+                r.route or "",
+                r.arm or "",
+            )
             sums = totals[key]
             for index, value in enumerate(
-                (1, r.prompt_tokens, r.completion_tokens, r.cost_micros, int(r.status >= 400))
+                (
+                    1,
+                    r.prompt_tokens,
+                    r.completion_tokens,
+                    r.cost_micros,
+                    int(r.status >= 400),
+                    r.latency_ms,
+                )
             ):
                 sums[index] += value
         if not totals:

@@ -13,6 +13,7 @@ from modelyard.policy.rbac import Role
 ProjectId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Cidr = Annotated[str, StringConstraints(min_length=2, max_length=64)]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,199}$"
 Subject = Annotated[str, StringConstraints(pattern=SUBJECT_PATTERN)]
 
@@ -26,6 +27,8 @@ class ProjectCreate(_Wire):
     description: Annotated[str, StringConstraints(max_length=500)] = ""
     allowed_models: list[ModelName] | None = None
     allowed_cidrs: list[Cidr] | None = None
+    # None: any region. Otherwise no request of the project reaches a deployment elsewhere.
+    allowed_regions: list[Region] | None = None
     # None: zero retention (the default). A number opts in to keeping content that many days.
     content_retention_days: Annotated[int, Field(ge=1, le=3650)] | None = None
 
@@ -36,6 +39,7 @@ class ProjectUpdate(_Wire):
     description: Annotated[str, StringConstraints(max_length=500)] | None = None
     allowed_models: list[ModelName] | None = None
     allowed_cidrs: list[Cidr] | None = None
+    allowed_regions: list[Region] | None = None
     content_retention_days: Annotated[int, Field(ge=1, le=3650)] | None = None
 
 
@@ -78,3 +82,15 @@ class LimitsPut(_Wire):
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# The columns of a usage report row after its dimensions, in the API's and the CLI's order.
+USAGE_MEASURES = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "errors",
+    "error_rate",
+    "latency_ms_avg",
+)

@@ -168,3 +168,14 @@ def message_text(content: str | list[TextPart] | list[UserPart] | None) -> str:
     if isinstance(content, str):
         return content
     return "\n".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
+    """A rough count where no tokenizer is at hand (upstreams that report no usage, routing by
+    context window): about 4 characters a token, plus framing per message."""
+    characters = sum(len(message_text(message.content)) for message in request.messages)
+    return (characters + 3) // 4 + 4 * len(request.messages)
+
+
+def estimate_text_tokens(text: str) -> int:
+    return (len(text) + 3) // 4

@@ -20,7 +20,11 @@ import orjson
 from modelyard.catalog.cards import Capability, Deployment, ModelCard
 from modelyard.errors import ModelyardError, UpstreamFailed, UpstreamStreamBroken
 from modelyard.observability.metrics import MetricSample
-from modelyard.protocol.chat import ChatCompletionRequest, message_text
+from modelyard.protocol.chat import (
+    ChatCompletionRequest,
+    estimate_prompt_tokens,
+    estimate_text_tokens,
+)
 from modelyard.protocol.embeddings import EmbeddingsRequest
 from modelyard.protocol.generation import (
     ChatEvent,
@@ -345,16 +349,6 @@ def _tool_call(choice: int, call_index: int, call: dict[str, Any]) -> ToolCallDe
         str(function.get("name", "")),
         arguments,
     )
-
-
-def estimate_prompt_tokens(request: ChatCompletionRequest) -> int:
-    """A rough count for upstreams that report no usage: ~4 characters a token, plus framing."""
-    characters = sum(len(message_text(message.content)) for message in request.messages)
-    return (characters + 3) // 4 + 4 * len(request.messages)
-
-
-def estimate_text_tokens(text: str) -> int:
-    return (len(text) + 3) // 4
 
 
 def _usage(raw: Any) -> Usage | None:

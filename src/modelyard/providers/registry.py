@@ -32,6 +32,11 @@ class ProviderRegistry:
             raise InternalError(f"deployment '{deployment.id}' has no chat provider")
         return provider
 
+    def chat_or_none(self, deployment: Deployment) -> ChatProvider | None:
+        """The deployment's chat provider, or None when its kind serves no chat. A dict lookup:
+        `isinstance` against the runtime-checkable protocol costs about 5 µs on Python 3.11."""
+        return self._chat.get(deployment.provider)
+
     def embedding(self, deployment: Deployment) -> EmbeddingProvider:
         provider = self._embedding.get(deployment.provider)
         if provider is None:

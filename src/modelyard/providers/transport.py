@@ -21,6 +21,7 @@ import orjson
 
 from modelyard.catalog.cards import Upstream
 from modelyard.errors import (
+    ContextLengthExceeded,
     ModelyardError,
     RateLimited,
     UpstreamFailed,
@@ -156,11 +157,25 @@ def _transport_error(call: UpstreamCall, exc: HttpError) -> ModelyardError:
 def status_error(
     deployment_id: str, status: int, headers: Mapping[str, str], body: bytes
 ) -> ModelyardError:
-    """The error a non-2xx upstream answer becomes."""
+    """The error a non-2xx upstream answer becomes, with the usage the answer reported, if
+    any (some upstreams bill a request that failed part-way; so do we, once)."""
+    error = _status_error(deployment_id, status, headers, body)
+    error.upstream_usage = _reported_usage(body)
+    return error
+
+
+def _status_error(
+    deployment_id: str, status: int, headers: Mapping[str, str], body: bytes
+) -> ModelyardError:
     if status == 429:
         return RateLimited(
             f"Deployment '{deployment_id}' is rate limited upstream; retry after the delay.",
             retry_after_s=retry_after_s(headers),
+        )
+    if status in (400, 413) and _upstream_code(body) == ContextLengthExceeded.code:
+        # Another candidate with a larger window may take it: the router's own count was low.
+        return ContextLengthExceeded(
+            f"Deployment '{deployment_id}' found the request too long: {_upstream_message(body)}"
         )
     if status in (400, 404, 413, 422):
         return UpstreamRejected(
@@ -196,6 +211,31 @@ def retry_after_s(headers: Mapping[str, str]) -> int:
     if seconds is None:
         return 1
     return int(min(max(1, round(seconds + 0.499)), MAX_RETRY_AFTER_S))
+
+
+def _reported_usage(body: bytes) -> tuple[int, int] | None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    counts = [
+        value if isinstance(value, int) and value >= 0 else 0 for value in (prompt, completion)
+    ]
+    return (counts[0], counts[1]) if any(counts) else None
+
+
+def _upstream_code(body: bytes) -> str | None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _upstream_message(body: bytes) -> str:

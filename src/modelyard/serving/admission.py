@@ -11,6 +11,7 @@ closed). What follows admission belongs to the returned `RequestLifecycle` (`lif
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,8 @@ from modelyard.catalog.cards import Deployment
 from modelyard.db.background_writer import BackgroundWriter
 from modelyard.errors import BacklogFull
 from modelyard.ledger.cost import worst_case_micros
-from modelyard.limits.values import Admitted
+from modelyard.limits.keys import RateKey
+from modelyard.limits.values import Admitted, RateWindow
 from modelyard.serving.admission_plan import AdmissionPlan
 from modelyard.serving.lifecycle import Recording, RequestLifecycle
 from modelyard.serving.refusals import ratelimit_headers, refusal
@@ -43,21 +45,25 @@ class Admissions:
         principal: Principal,
         project: ProjectRecord,
         model: str,
-        deployment: Deployment,
+        candidates: Sequence[tuple[Deployment, int]],
         request_id: str,
         prompt_bound: int,
-        max_output_tokens: int,
     ) -> RequestLifecycle:
+        """`candidates`: every deployment the request may reach, with the output tokens it may
+        produce there; the first is the one it goes to first (its rate windows are taken here,
+        the others' when an attempt reaches them) and the reservation covers the dearest."""
+        deployment = candidates[0][0]
         lifecycle = RequestLifecycle(
             request_id,
             principal,
             project.id,
             model,
             deployment,
-            worst_case_micros(deployment.price, prompt_bound, max_output_tokens),
+            max(worst_case_micros(d.price, prompt_bound, output) for d, output in candidates),
             self._recording,
             content_retention_days=project.content_retention_days,
         )
+        max_output_tokens = candidates[0][1]
         claimed = self._claim_backlog(lifecycle)
         if not self._recording.accounting:
             return lifecycle
@@ -87,6 +93,27 @@ class Admissions:
             lifecycle.created_at = result.at
         lifecycle.ratelimit_headers = ratelimit_headers(result)
         return lifecycle
+
+    async def admit_deployment(self, deployment: Deployment, attempt_id: str, tokens: int) -> bool:
+        """Log one attempt in the deployment's own rate windows (a fallback's: the first
+        deployment's were taken at admission); False when one is full."""
+        limits = deployment.limits
+        if not self._recording.accounting or (
+            limits.requests_per_minute is None and limits.tokens_per_minute is None
+        ):
+            return True
+        windows = []
+        if limits.requests_per_minute is not None:
+            rpm = RateKey("rpm", "deployment", deployment.id)
+            windows.append(RateWindow(str(rpm), limits.requests_per_minute, 1))
+        if limits.tokens_per_minute is not None:
+            tpm = RateKey("tpm", "deployment", deployment.id)
+            limit = limits.tokens_per_minute
+            windows.append(RateWindow(str(tpm), limit, min(tokens, limit)))
+        try:
+            return isinstance(await self._counters.admit(attempt_id, windows), Admitted)
+        except Exception:  # fail closed, as admission does: this candidate is passed over
+            return False
 
     def _claim_backlog(self, lifecycle: RequestLifecycle) -> list[BackgroundWriter[Any]]:
         """Places for the records this request will leave, or BacklogFull with none taken."""

@@ -10,11 +10,11 @@ error in-band (its content has already left). Outputs cut by `max_tokens` are no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 from modelyard.catalog.cards import Deployment, ModelCard
-from modelyard.errors import InvalidModelOutput, UpstreamStreamBroken
+from modelyard.errors import InvalidModelOutput, ModelyardError, UpstreamStreamBroken
 from modelyard.protocol import chat_response
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.chat_response import ChoiceResult, JsonObject
@@ -27,7 +27,8 @@ from modelyard.protocol.generation import (
     ToolCallDelta,
     Usage,
 )
-from modelyard.providers.base import ChatProvider, ChatStream
+from modelyard.providers.base import ChatStream
+from modelyard.serving.attempts import Attempts, OpenedAttempt
 from modelyard.serving.lifecycle import ClientLeft, Completed, Ending, RequestLifecycle, ending_for
 from modelyard.structured.contract import OutputContract
 from modelyard.structured.validation import validate_content, validate_tool_call
@@ -39,19 +40,28 @@ REPAIR_ATTEMPTS = 1
 class ChatRun:
     completion_id: str
     created: int
-    card: ModelCard
-    deployment: Deployment
     request: ChatCompletionRequest
     contract: OutputContract
-    # The provider and caller that opened `stream`; a repair attempt opens another from them.
-    provider: ChatProvider = field(repr=False)
-    caller: str
-    stream: ChatStream = field(repr=False)
+    # The plan's attempts, and the one whose output this answer is.
+    attempts: Attempts = field(repr=False)
+    current: OpenedAttempt = field(repr=False)
     # Attempts, ending, content and usage record of this request.
     lifecycle: RequestLifecycle = field(repr=False)
 
+    @property
+    def card(self) -> ModelCard:
+        return self.current.card
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.current.deployment
+
+    @property
+    def stream(self) -> ChatStream:
+        return self.current.stream
+
     def headers(self) -> dict[str, str]:
-        """The headers every answer carries (deployment, route, rate limits)."""
+        """The headers every answer carries (deployment, route, attempts, rate limits)."""
         return self.lifecycle.response_headers()
 
     def cost_header(self) -> dict[str, str]:
@@ -74,26 +84,48 @@ class ChatRun:
         return completion
 
     async def _complete(self) -> JsonObject:
-        for attempt in range(REPAIR_ATTEMPTS + 1):
-            choices, usage = await self._collect()
+        """Nothing has reached the client yet, so an output that breaks its contract is
+        generated once more on the same deployment, then the next candidate is tried; a
+        retryable failure goes to the next candidate at once."""
+        repairs = 0
+        while True:
             try:
+                choices, usage = await self._collect()
                 for choice in choices:
                     self._validate_choice(choice)
-            except InvalidModelOutput:
-                if attempt == REPAIR_ATTEMPTS:
+            except InvalidModelOutput as error:
+                self.lifecycle.attempt_failed(self.current.attempt, error, ended=False)
+                if repairs < REPAIR_ATTEMPTS:
+                    repairs += 1
+                    self.current = await self._replaced(self.attempts.again(self.current))
+                elif self.attempts.remaining():
+                    repairs = 0
+                    self.current = await self.attempts.open_next(after=error)
+                else:
                     raise
-                self.stream = self.lifecycle.attempt(await self._reopen())
+                continue
+            except ModelyardError as error:
+                self.lifecycle.attempt_failed(self.current.attempt, error, ended=False)
+                if not error.retryable:
+                    raise
+                repairs = 0
+                self.current = await self._replaced(self.attempts.open_next(after=error))
                 continue
             self._keep([(choice.text, choice.tool_calls) for choice in choices])
             return chat_response.completion(
                 self.completion_id, self.created, self.card.id, choices, usage
             )
-        raise AssertionError("unreachable")
 
-    async def _reopen(self) -> ChatStream:
-        return await self.provider.open_chat(
-            self.request, self.card, self.deployment, self.contract, self.caller
-        )
+    async def _replaced(self, opening: Awaitable[OpenedAttempt]) -> OpenedAttempt:
+        """The next attempt, once the current one's stream is closed."""
+        previous = self.current.deployment.id
+        self.current.stream.cancel()
+        opened = await opening
+        if opened.deployment.id != previous:
+            self.lifecycle.route_reason += (
+                f"; {previous} failed, answered by {opened.deployment.id}"
+            )
+        return opened
 
     async def _collect(self) -> tuple[list[ChoiceResult], Usage]:
         count = self.request.choice_count()
@@ -182,6 +214,7 @@ class ChatRun:
                         yield chunk
                     return
                 elif isinstance(event, Failed):
+                    self.lifecycle.attempt_failed(self.current.attempt, event.error, ended=False)
                     raise event.error
         except BaseException as exc:
             ending = ending_for(exc)

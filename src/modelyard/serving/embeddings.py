@@ -6,14 +6,14 @@ from __future__ import annotations
 from modelyard.auth.principal import Principal
 from modelyard.catalog.cards import Capability
 from modelyard.catalog.catalog import Catalog
-from modelyard.errors import CapabilityUnavailable, ModelNotFound
+from modelyard.errors import CapabilityUnavailable, ModelNotFound, ModelyardError
 from modelyard.policy.access import AccessPolicy
 from modelyard.protocol.chat_response import JsonObject
 from modelyard.protocol.embeddings import EmbeddingsRequest, embeddings_response
 from modelyard.protocol.generation import Usage
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.serving.admission import Admissions
-from modelyard.serving.lifecycle import Completed, ending_for
+from modelyard.serving.lifecycle import Completed, Failed, ending_for
 
 
 class EmbeddingsService:
@@ -49,19 +49,23 @@ class EmbeddingsService:
             raise ModelNotFound(f"The model '{request.model}' has no deployment.", param="model")
         deployment = candidates[0]
         lifecycle = await self._admissions.admit(
-            principal, project, card.id, deployment, request_id, input_bound(request), 0
+            principal, project, card.id, [(deployment, 0)], request_id, input_bound(request)
         )
         lifecycle.route_reason = "the only deployment of this model"
-        lifecycle.attempt_opened()
+        attempt = lifecycle.begin_attempt(deployment, card.id)
         usage = Usage(0, 0)
         try:
             result = await self._providers.embedding(deployment).embed(request, card, deployment)
             usage = Usage(result.prompt_tokens, 0)
+        except ModelyardError as error:
+            lifecycle.attempt_failed(attempt, error, ended=False)
+            lifecycle.end(Failed(error))
+            raise
         except BaseException as exc:
             lifecycle.end(ending_for(exc))
             raise
         finally:
-            lifecycle.attempt_reported(usage)
+            lifecycle.attempt_reported(attempt, usage)
         lifecycle.end(Completed())
         body = embeddings_response(
             f"emb-{request_id}",

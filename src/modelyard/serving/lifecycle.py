@@ -3,14 +3,19 @@
 `Admissions` (in `admission.py`) admits a request and hands back its `RequestLifecycle`. From
 then on every use-case reports to that one object, and to nothing else:
 
-    attempt(stream) / attempt_opened()   each generation the request opens (a repair is another)
-    attempt_reported(usage)              its final usage, however it ended
+    begin_attempt(deployment, model)     each generation the request opens, on any deployment
+    attach(attempt, stream)              (a repair or a fallback is another); its usage reports
+    attempt_failed(attempt, error)       here however it ends, a failure before output too
+    first_output(attempt)                when its first token came (latency averages)
     keep_content(prompt, completion)     only for projects that opted in to content logging
     end(Completed() | ClientLeft() | Failed(error))
     response_headers(), cost_header()    what the client sees
 
-Once the request has ended and every attempt has reported, the lifecycle leaves, exactly once:
-one usage record queued to the ledger's background writer (which settles the budget
+Each attempt that ends tells the deployment's stats (`routing/deployment_stats.py`): in flight,
+latency, and the circuit breaker's verdict (a failure of the deployment, a success, or no
+verdict when the client left). Once the request has ended and every attempt has reported, the
+lifecycle leaves, exactly once: one usage record with every attempt, billed at each attempt's
+own deployment price, queued to the ledger's background writer (which settles the budget
 reservation once the record is committed), the usage metered, and the concurrency lease and
 token estimates released. Its place in the writers' backlogs was claimed at admission, so none
 of this can be refused or dropped.
@@ -33,8 +38,11 @@ from modelyard.db.background_writer import BackgroundWriter
 from modelyard.errors import (
     CLIENT_CLOSED_STATUS,
     OK_STATUS,
+    DeadlineExceeded,
+    EngineBusy,
     InternalError,
     ModelyardError,
+    RateLimited,
 )
 from modelyard.ledger.cost import COST_HEADER, cost_micros
 from modelyard.ledger.records import Outcome, UsageRecord
@@ -43,6 +51,7 @@ from modelyard.money import dollars
 from modelyard.observability.usage_meter import UsageMeter
 from modelyard.protocol.generation import Usage
 from modelyard.providers.base import ChatStream
+from modelyard.routing.deployment_stats import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,7 @@ class Recording:
         content: BackgroundWriter[ContentRecord],
         meter: UsageMeter,
         counters: CounterStore,
+        fleet: Fleet,
         *,
         accounting: bool = True,
     ) -> None:
@@ -96,6 +106,7 @@ class Recording:
         self.content = content
         self.meter = meter
         self.counters = counters
+        self.fleet = fleet
         # False only in benchmarks that measure what accounting costs: nothing billed or limited.
         self.accounting = accounting
         self._tasks: set[asyncio.Task[None]] = set()
@@ -126,6 +137,53 @@ class Recording:
 
 
 @dataclass
+class Attempt:
+    """One generation on one deployment."""
+
+    deployment: Deployment
+    model: str
+    started: float
+    # Whether its deployment's circuit breaker let it through (and so awaits a verdict).
+    admitted: bool = False
+    first_output_at: float | None = None
+    usage: Usage | None = None
+    error: ModelyardError | None = None
+    ended_at: float | None = None
+
+    def cost_micros(self) -> int:
+        return cost_micros(self.deployment.price, self.usage) if self.usage is not None else 0
+
+    def summary(self, final: bool, ending: Ending) -> dict[str, object]:
+        """As the usage record keeps it."""
+        if self.error is not None:
+            outcome, status = self.error.code, self.error.status
+        elif final:
+            outcome, status = _ENDING_NAMES[type(ending)], status_of(ending)
+        else:
+            outcome, status = "replaced", OK_STATUS  # its output was generated again
+        usage = self.usage or Usage(0, 0)
+        ended = self.ended_at if self.ended_at is not None else self.started
+        return {
+            "deployment": self.deployment.id,
+            "outcome": outcome,
+            "status": status,
+            "latency_ms": int((ended - self.started) * 1000),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cost_micros": self.cost_micros(),
+        }
+
+
+_ENDING_NAMES = {Completed: "completed", ClientLeft: "client_disconnected", Failed: "failed"}
+
+
+def counts_against(error: ModelyardError) -> bool:
+    """Whether an error is the deployment's failure (a circuit breaker counts it): it may pass
+    elsewhere, and it is not a queue that is full or an upstream asking to slow down."""
+    return error.retryable and not isinstance(error, RateLimited | EngineBusy)
+
+
+@dataclass
 class RequestLifecycle:
     request_id: str
     principal: Principal
@@ -138,6 +196,10 @@ class RequestLifecycle:
     # Days to keep this request's content; None (the default) keeps nothing.
     content_retention_days: int | None = None
     route_reason: str = ""
+    # The route the client named (None for a model) and the arm its strategy chose first.
+    route: str | None = None
+    arm: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
     lease_key: str | None = None
     tpm_keys: tuple[str, ...] = ()
@@ -145,7 +207,6 @@ class RequestLifecycle:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # Set once the client is known to have gone (before the attempts report their usage).
     client_left: bool = False
-    _usages: list[Usage] = field(default_factory=list)
     _open_attempts: int = 0
     _ending: Ending | None = None
     _content_kept: bool = False
@@ -153,33 +214,91 @@ class RequestLifecycle:
 
     # -- attempts --------------------------------------------------------------------------------
 
-    def attempt(self, stream: ChatStream) -> ChatStream:
-        """Count a generation of this request; its usage reports here however it ends."""
-        self.attempt_opened()
-        stream.on_usage(self.attempt_reported)
+    def begin_attempt(
+        self, deployment: Deployment, model: str, *, admitted: bool = False
+    ) -> Attempt:
+        """A generation starts on `deployment`; until it reports, the record waits for it."""
+        attempt = Attempt(deployment, model, time.monotonic(), admitted=admitted)
+        self.attempts.append(attempt)
+        self.deployment, self.model = deployment, model
+        self._open_attempts += 1
+        self.recording.fleet.of(deployment.id).started()
+        return attempt
+
+    def attach(self, attempt: Attempt, stream: ChatStream) -> ChatStream:
+        """The attempt's generation: its usage reports here once, however it ends."""
+        stream.on_usage(lambda usage: self.attempt_reported(attempt, usage))
         return stream
 
-    def attempt_opened(self) -> None:
-        self._open_attempts += 1
+    def first_output(self, attempt: Attempt) -> None:
+        if attempt.first_output_at is None:
+            attempt.first_output_at = time.monotonic()
 
-    def attempt_reported(self, usage: Usage) -> None:
-        self.recording.meter.record(self.deployment.id, self.model, usage, self.client_left)
-        self._usages.append(usage)
+    def attempt_failed(self, attempt: Attempt, error: ModelyardError, *, ended: bool) -> None:
+        """The attempt failed; `ended` when no generation will report for it (it failed before
+        one opened): what the upstream said it consumed, if anything, is its usage."""
+        if attempt.error is None:
+            attempt.error = error
+        if ended:
+            prompt, completion = error.upstream_usage or (0, 0)
+            self.attempt_reported(attempt, Usage(prompt, completion))
+
+    def attempt_reported(self, attempt: Attempt, usage: Usage) -> None:
+        if attempt.ended_at is not None:
+            return
+        attempt.usage, attempt.ended_at = usage, time.monotonic()
+        self.recording.meter.record(attempt.deployment.id, attempt.model, usage, self.client_left)
+        self._tell_stats(attempt, usage)
         self._open_attempts -= 1
         self._leave_when_done()
 
+    def _tell_stats(self, attempt: Attempt, usage: Usage) -> None:
+        stats = self.recording.fleet.of(attempt.deployment.id)
+        stats.finished()
+        error = attempt.error
+        if error is not None:
+            stats.record_error(error.code, error.status)
+            if isinstance(error, RateLimited) and error.retry_after_s:
+                stats.rest(error.retry_after_s)
+        if attempt.admitted:
+            if error is not None and counts_against(error):
+                stats.breaker.failed()
+            elif isinstance(error, DeadlineExceeded) or (error is None and self.client_left):
+                stats.breaker.released()  # no verdict: it was not allowed to finish
+            else:
+                stats.breaker.succeeded()
+        first, ended = attempt.first_output_at, attempt.ended_at
+        if error is None and first is not None and ended is not None:
+            tokens = usage.completion_tokens
+            per_token = (ended - first) / (tokens - 1) if tokens > 1 else None
+            stats.observe(first - attempt.started, per_token)
+
     def cost_micros(self) -> int:
-        """What the attempts reported so far cost."""
-        return sum(cost_micros(self.deployment.price, usage) for usage in self._usages)
+        """What the attempts reported so far cost, each at its deployment's price."""
+        return sum(attempt.cost_micros() for attempt in self.attempts)
 
     # -- what the client sees ----------------------------------------------------------------------
 
     def response_headers(self) -> dict[str, str]:
-        return {
+        headers = {
             "x-modelyard-deployment": self.deployment.id,
-            "x-modelyard-route-reason": self.route_reason,
+            "x-modelyard-attempts": str(len(self.attempts)),
+            "x-modelyard-route-reason": self.explained_route(),
             **self.ratelimit_headers,
         }
+        if self.route is not None:
+            headers["x-modelyard-route"] = self.route
+        return headers
+
+    def explained_route(self) -> str:
+        """The router's reason, and when more than one attempt ran, what became of each."""
+        if len(self.attempts) < 2:
+            return self.route_reason
+        tried = ", ".join(
+            f"{a.deployment.id} ({a.error.code})" if a.error is not None else a.deployment.id
+            for a in self.attempts
+        )
+        return f"{self.route_reason}; attempts: {tried}"
 
     def cost_header(self) -> dict[str, str]:
         return {COST_HEADER: dollars(self.cost_micros())}
@@ -216,6 +335,9 @@ class RequestLifecycle:
         self._ending = ending
         if isinstance(ending, ClientLeft):
             self.client_left = True
+        if isinstance(ending, Failed) and self.attempts:
+            # An error answer says what was tried as an answer would; its own headers win.
+            ending.error.headers = {**self.response_headers(), **ending.error.headers}
         self._leave_when_done()
 
     def _leave_when_done(self) -> None:
@@ -226,11 +348,12 @@ class RequestLifecycle:
             self.recording.content.release()
         if not self.recording.accounting:
             return
+        usages = [a.usage for a in self.attempts if a.usage is not None]
         usage = Usage(
-            prompt_tokens=sum(u.prompt_tokens for u in self._usages),
-            completion_tokens=sum(u.completion_tokens for u in self._usages),
-            estimated=any(u.estimated for u in self._usages),
-            cached_prompt_tokens=sum(u.cached_prompt_tokens for u in self._usages),
+            prompt_tokens=sum(u.prompt_tokens for u in usages),
+            completion_tokens=sum(u.completion_tokens for u in usages),
+            estimated=any(u.estimated for u in usages),
+            cached_prompt_tokens=sum(u.cached_prompt_tokens for u in usages),
         )
         self.recording.ledger.submit(self._usage_record(self._ending, usage))
         self.recording.release_limits_later(
@@ -254,15 +377,21 @@ class RequestLifecycle:
             project_id=self.project_id,
             model=self.model,
             deployment=self.deployment.id,
-            route_reason=self.route_reason,
+            route_reason=self.explained_route(),
             prompt_tokens=usage.prompt_tokens,
             cached_prompt_tokens=usage.cached_prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            cost_micros=cost_micros(self.deployment.price, usage),
+            cost_micros=self.cost_micros(),
             reserved_micros=self.reserved_micros,
             latency_ms=int((time.monotonic() - self.started) * 1000),
             status=status,
             outcome=outcome,
             client_disconnected=self.client_left,
             usage_estimated=usage.estimated,
+            route=self.route,
+            arm=self.arm,
+            attempts=tuple(
+                attempt.summary(index == len(self.attempts) - 1, ending)
+                for index, attempt in enumerate(self.attempts)
+            ),
         )

@@ -10,23 +10,21 @@ import asyncio
 import csv
 import io
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelyard.admin.idempotency import HEADER as IDEMPOTENCY_HEADER
-from modelyard.admin.shapes import JsonObject
+from modelyard.api.admin.handling import AdminRoute, Handler, mutate, read
+from modelyard.api.admin.routing import ROUTING_ROUTES
 from modelyard.api.authentication import caller
 from modelyard.api.parsing import read_model
 from modelyard.errors import InvalidParameter, NotFound, PermissionDenied
 from modelyard.protocol.admin import (
     SUBJECT_PATTERN,
+    USAGE_MEASURES,
     KeyCreate,
     KeyRotate,
     LimitsPut,
@@ -35,41 +33,6 @@ from modelyard.protocol.admin import (
     ProjectUpdate,
 )
 from modelyard.state import app_state
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class AdminRoute:
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    action: str
-    body: type[BaseModel] | None = None
-    status: int = 200
-
-
-async def _mutate(request: Request, act: Callable[[], JsonObject], status: int = 200) -> Response:
-    state = app_state(request)
-    principal = request.scope["state"]["principal"]
-    body = await request.body()
-
-    async def respond() -> tuple[int, bytes]:
-        return status, orjson.dumps(await asyncio.to_thread(act))
-
-    fingerprint = b"\n".join([request.method.encode(), request.url.path.encode(), body])
-    # Replies are kept per credential, not per subject: one key never replays another's.
-    credential = f"{principal.kind}:{principal.key_id or principal.subject}"
-    code, payload, replayed = await state.idempotency.run(
-        credential, request.headers.get(IDEMPOTENCY_HEADER), fingerprint, respond
-    )
-    headers = {"idempotent-replayed": "true"} if replayed else {}
-    return Response(payload, status_code=code, media_type="application/json", headers=headers)
-
-
-async def _read(act: Callable[[], JsonObject]) -> Response:
-    return Response(orjson.dumps(await asyncio.to_thread(act)), media_type="application/json")
 
 
 async def whoami(request: Request) -> Response:
@@ -91,13 +54,13 @@ async def whoami(request: Request) -> Response:
 
 async def list_projects(request: Request) -> Response:
     principal = await caller(request)
-    return await _read(lambda: app_state(request).admin.list_projects(principal))
+    return await read(lambda: app_state(request).admin.list_projects(principal))
 
 
 async def create_project(request: Request) -> Response:
     principal = await caller(request)
     body = await read_model(request, ProjectCreate, frozenset())
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.create_project(principal, body), 201
     )
 
@@ -105,14 +68,14 @@ async def create_project(request: Request) -> Response:
 async def get_project(request: Request) -> Response:
     principal = await caller(request)
     project = request.path_params["project"]
-    return await _read(lambda: app_state(request).admin.get_project(principal, project))
+    return await read(lambda: app_state(request).admin.get_project(principal, project))
 
 
 async def update_project(request: Request) -> Response:
     principal = await caller(request)
     body = await read_model(request, ProjectUpdate, frozenset())
     project = request.path_params["project"]
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.update_project(principal, project, body)
     )
 
@@ -120,14 +83,14 @@ async def update_project(request: Request) -> Response:
 async def list_members(request: Request) -> Response:
     principal = await caller(request)
     project = request.path_params["project"]
-    return await _read(lambda: app_state(request).admin.list_members(principal, project))
+    return await read(lambda: app_state(request).admin.list_members(principal, project))
 
 
 async def put_member(request: Request) -> Response:
     principal = await caller(request)
     body = await read_model(request, MemberPut, frozenset())
     project, subject = request.path_params["project"], _subject(request)
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.put_member(principal, project, subject, body)
     )
 
@@ -135,7 +98,7 @@ async def put_member(request: Request) -> Response:
 async def remove_member(request: Request) -> Response:
     principal = await caller(request)
     project, subject = request.path_params["project"], _subject(request)
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.remove_member(principal, project, subject)
     )
 
@@ -143,14 +106,14 @@ async def remove_member(request: Request) -> Response:
 async def list_keys(request: Request) -> Response:
     principal = await caller(request)
     project = request.path_params["project"]
-    return await _read(lambda: app_state(request).admin.keys.list_keys(principal, project))
+    return await read(lambda: app_state(request).admin.keys.list_keys(principal, project))
 
 
 async def create_key(request: Request) -> Response:
     principal = await caller(request)
     body = await read_model(request, KeyCreate, frozenset())
     project = request.path_params["project"]
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.keys.create_key(principal, project, body), 201
     )
 
@@ -158,13 +121,13 @@ async def create_key(request: Request) -> Response:
 async def get_key(request: Request) -> Response:
     principal = await caller(request)
     project, key_id = request.path_params["project"], request.path_params["key_id"]
-    return await _read(lambda: app_state(request).admin.keys.get_key(principal, project, key_id))
+    return await read(lambda: app_state(request).admin.keys.get_key(principal, project, key_id))
 
 
 async def revoke_key(request: Request) -> Response:
     principal = await caller(request)
     project, key_id = request.path_params["project"], request.path_params["key_id"]
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.keys.revoke_key(principal, project, key_id)
     )
 
@@ -174,7 +137,7 @@ async def rotate_key(request: Request) -> Response:
     raw = await request.body()
     body = await read_model(request, KeyRotate, frozenset()) if raw.strip() else KeyRotate()
     project, key_id = request.path_params["project"], request.path_params["key_id"]
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.keys.rotate_key(principal, project, key_id, body)
     )
 
@@ -189,27 +152,25 @@ async def read_audit(request: Request) -> Response:
     )
     if not 1 <= limit <= 1000:
         raise InvalidParameter("limit must be between 1 and 1000.", param="limit")
-    return await _read(
-        lambda: app_state(request).admin.read_audit(principal, project, after, limit)
-    )
+    return await read(lambda: app_state(request).admin.read_audit(principal, project, after, limit))
 
 
 async def get_limits(request: Request) -> Response:
     principal = await caller(request)
     project, key_id = request.path_params["project"], request.path_params.get("key_id")
-    return await _read(lambda: app_state(request).admin.get_limits(principal, project, key_id))
+    return await read(lambda: app_state(request).admin.get_limits(principal, project, key_id))
 
 
 async def set_limits(request: Request) -> Response:
     principal = await caller(request)
     body = await read_model(request, LimitsPut, frozenset())
     project, key_id = request.path_params["project"], request.path_params.get("key_id")
-    return await _mutate(
+    return await mutate(
         request, lambda: app_state(request).admin.set_limits(principal, project, key_id, body)
     )
 
 
-USAGE_DIMENSIONS = ("day", "project_id", "key_id", "model", "deployment")
+USAGE_DIMENSIONS = ("day", "project_id", "key_id", "model", "deployment", "route", "arm")
 
 
 async def usage_report(request: Request) -> Response:
@@ -240,7 +201,7 @@ async def usage_report(request: Request) -> Response:
 
 def usage_csv(group_by: list[str], rows: list[dict[str, object]]) -> str:
     out = io.StringIO()
-    columns = [*group_by, "requests", "prompt_tokens", "completion_tokens", "cost_usd", "errors"]
+    columns = [*group_by, *USAGE_MEASURES]
     writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
@@ -391,6 +352,7 @@ ADMIN_ROUTES = (
         "usage.read",
     ),
     AdminRoute("GET", "/admin/audit", read_audit, "Audit events (hash-chained)", "audit.read"),
+    *ROUTING_ROUTES,
 )
 
 

@@ -83,8 +83,7 @@ async def model_info(request: Request) -> Response:
                 param=DEPLOYMENT_HEADER,
             )
         name = chat_models[0]
-    state.models.get_model(name, principal)  # 404 unless the caller may see it
-    card = state.catalog.resolve(name).card
+    card = state.models.card_of(name, principal)  # 404 unless the caller may see it
     model_type = "chat_completion" if card.supports(Capability.CHAT) else "embeddings"
     info = {"model_name": card.id, "model_type": model_type, "model_provider_name": card.publisher}
     return Response(orjson.dumps(info), media_type="application/json")

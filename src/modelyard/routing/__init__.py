@@ -1,0 +1,1 @@
+"""Routing: which deployment answers a request, in which order the others are tried, and why."""
