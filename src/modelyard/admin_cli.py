@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from modelyard.protocol.admin import USAGE_MEASURES
+from modelyard.protocol.admin import FEEDBACK_MEASURES, USAGE_MEASURES
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -182,6 +182,8 @@ def run_admin_command(args: argparse.Namespace) -> int:
 
 def usage_table(group_by: list[str], rows: list[dict[str, Any]]) -> str:
     columns = [*group_by, *USAGE_MEASURES]
+    if "deployment" in group_by:
+        columns += FEEDBACK_MEASURES
     cells = [columns] + [[str(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(

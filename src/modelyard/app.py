@@ -30,6 +30,7 @@ from modelyard.api.admin.routes import admin_routes
 from modelyard.api.azure import deployments as azure_openai
 from modelyard.api.azure import inference as azure_inference
 from modelyard.api.client_address import ClientAddressMiddleware, ClientAddressResolver
+from modelyard.api.feedback import give_feedback
 from modelyard.api.health import healthz, metrics, readyz
 from modelyard.api.middleware import (
     BodyLimitMiddleware,
@@ -54,6 +55,10 @@ from modelyard.db.background_writer import BackgroundWriter
 from modelyard.db.engine import open_database
 from modelyard.db.installation import check_installation, mark_installed
 from modelyard.errors import ModelyardError
+from modelyard.evals.feedback import FeedbackService
+from modelyard.evals.runs import EvalRuns
+from modelyard.evals.store import EvalStore
+from modelyard.ledger.feedback import FeedbackStore
 from modelyard.ledger.reconcile import rebuild_memory_counters, settle_abandoned, settle_written
 from modelyard.ledger.store import LedgerStore
 from modelyard.limits.memory_store import MemoryCounterStore
@@ -109,6 +114,7 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     content_log = ContentLog(database)
     counters = open_counter_store(settings)
     ledger = LedgerStore(database)
+    feedback = FeedbackStore(database)
     ledger_writer = BackgroundWriter(
         "usage ledger",
         ledger.write,
@@ -155,12 +161,15 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
             catalog,
             derive(secret, "api-keys"),
             ledger,
+            feedback,
             RouteAdmin(
                 database, directory, access, audit_log, catalog, route_book, languages.check
             ),
             DeploymentsView(catalog, providers, fleet, access),
         ),
         fleet=fleet,
+        evals=EvalRuns(EvalStore(database, audit_log), directory, access),
+        feedback=FeedbackService(feedback, access),
         counters=counters,
         ledger=ledger,
         ledger_writer=ledger_writer,
@@ -292,6 +301,7 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
             azure_openai.embeddings,
             methods=["POST"],
         ),
+        Route("/v1/feedback", give_feedback, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route("/models/chat/completions", azure_inference.chat_completions, methods=["POST"]),

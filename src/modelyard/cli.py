@@ -16,14 +16,15 @@ from modelyard import __version__
 from modelyard.admin_cli import add_admin_commands, run_admin_command
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.errors import StartupError
+from modelyard.evals.cli import add_eval_commands, run_eval_command
 from modelyard.observability.logs import configure_logging
 from modelyard.settings import Settings
 from modelyard.workers import require_shared_counters
 
 DESCRIPTION = (
     "Modelyard: a self-hosted model catalog and inference gateway. 'modelyard serve' runs it; "
-    "the other commands manage projects, keys, limits, usage and the audit log of a running "
-    "gateway (MODELYARD_URL, MODELYARD_API_KEY)."
+    "the other commands manage projects, keys, limits, usage, evaluations and the audit log of a "
+    "running gateway (MODELYARD_URL, MODELYARD_API_KEY)."
 )
 
 
@@ -51,11 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a proxy whose X-Forwarded-For is believed (repeatable; default: none)",
     )
     add_admin_commands(commands)
+    add_eval_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
     if args.command in ("projects", "keys", "audit", "usage", "limits", "routes", "deployments"):
         return run_admin_command(args)
+    if args.command == "eval":
+        return run_eval_command(args)
     return 2
 
 

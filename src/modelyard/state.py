@@ -18,6 +18,8 @@ from modelyard.auth.directory import Directory
 from modelyard.auth.directory_sync import DirectorySync
 from modelyard.catalog.catalog import Catalog
 from modelyard.db.background_writer import BackgroundWriter
+from modelyard.evals.feedback import FeedbackService
+from modelyard.evals.runs import EvalRuns
 from modelyard.ledger.records import UsageRecord
 from modelyard.ledger.store import LedgerStore
 from modelyard.limits.store import CounterStore
@@ -60,6 +62,9 @@ class AppState:
     ledger_writer: BackgroundWriter[UsageRecord]
     # What this replica knows of each deployment: in flight, latency, breaker.
     fleet: Fleet
+    # Evaluation runs and their results (/admin/evals), feedback on served requests.
+    evals: EvalRuns
+    feedback: FeedbackService
 
     def background_writers(self) -> tuple[BackgroundWriter[Any], ...]:
         """Started and stopped by the app's lifespan; stopped in this order."""

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from modelyard.api.admin.routes import ADMIN_ROUTES
 from modelyard.policy.rbac import ROLE_ACTIONS, Action, Role
-from tests.access.world import AUDIT, CHAT, HOME, MEMBER, OTHER, Credential, World
+from tests.access.world import AUDIT, CHAT, FEEDBACK, HOME, MEMBER, OTHER, Credential, World
 
 # "path": the project is named in the path (or query); "acting": the request acts in the key's
 # own project; "gateway": no project at all.
@@ -110,10 +110,13 @@ INFERENCE = (
         fixed={"deployment": "acme-embed"},
     ),
     Endpoint("GET", "/metrics", frozenset({Action.METRICS_READ}), "gateway", owners_only=True),
+    # Its body names a request served in HOME (made by `concrete_request`).
+    Endpoint("POST", FEEDBACK, USE, "acting", headers={"x-modelyard-project": HOME}),
 )
 
 P = "/admin/projects/{project}"
 ROUTE = "/admin/routes/{route}"
+RUN = "/admin/evals/{run}"
 # A valid minimal body for each admin route that takes one, from a name unique to the case.
 ADMIN_BODIES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
     ("POST", "/admin/projects"): lambda unique: {"id": unique},
@@ -125,7 +128,11 @@ ADMIN_BODIES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
     ("PUT", P + "/limits"): lambda unique: {},
     ("PUT", P + "/keys/{key_id}/limits"): lambda unique: {},
     ("PUT", ROUTE): lambda unique: {"candidates": [{"deployment": "acme-small-eu"}]},
+    ("POST", "/admin/evals"): lambda unique: {"id": unique, **EVAL_RUN},
+    ("POST", RUN + "/results"): lambda unique: {"results": []},
+    ("PATCH", RUN): lambda unique: {"status": "finished"},
 }
+EVAL_RUN = {"suites": ["extraction"], "models": ["acme-small"], "repeats": 1}
 
 
 # Admin routes that take their project in the query, and what they do without one: read the
@@ -133,6 +140,7 @@ ADMIN_BODIES: dict[tuple[str, str], Callable[[str], dict[str, Any]]] = {
 PROJECT_IN_QUERY: dict[tuple[str, str], Literal["owners only", "filtered"]] = {
     ("GET", AUDIT): "owners only",
     ("GET", "/admin/usage"): "filtered",
+    ("GET", "/admin/evals"): "filtered",
 }
 
 
@@ -162,7 +170,8 @@ def admin_endpoints() -> list[Endpoint]:
                 )
             )
             continue
-        scope: Scope = "path" if "{project}" in route.path else "gateway"
+        # A run belongs to one project: naming it names the project as surely.
+        scope: Scope = "path" if "{project}" in route.path or "{run}" in route.path else "gateway"
         endpoints.append(
             Endpoint(route.method, route.path, actions, scope, owners_only=owners_only)
         )
@@ -251,9 +260,15 @@ def concrete_request(
         "subject": unique,
         "key_id": "nokey0000000",
         "route": unique,
+        "run": "norun",
         **endpoint.fixed,
     }
     if isinstance(case.who, Role):
+        if "{run}" in endpoint.template:
+            body = {"project": project, **EVAL_RUN}
+            made = world.api.call("POST", "/admin/evals", world.owner, json=body)
+            assert made.status_code == 201, made.text
+            values["run"] = made.json()["id"]
         if endpoint.template == ROUTE and endpoint.method == "DELETE":
             body = ADMIN_BODIES[("PUT", ROUTE)](unique)
             put = world.api.call("PUT", ROUTE.format(**values), world.owner, json=body)
@@ -268,6 +283,8 @@ def concrete_request(
             minter = who if may_mint_in(case.who, project) else world.owner
             values["key_id"] = world.mint(project, minter, role="viewer")["id"]
     path = endpoint.template.format(**values) + endpoint.query.format(**values)
+    if endpoint.template == FEEDBACK:
+        return path, {"request_id": world.served_request_id(), "score": 1}
     make_body = ADMIN_BODIES.get((endpoint.method, endpoint.template))
     return path, make_body(unique) if make_body is not None else endpoint.body
 
@@ -446,7 +463,9 @@ def test_every_admin_route_is_dispatched(world: World) -> None:
     answers = {
         f"{route.method} {route.path}": world.api.call(
             route.method,
-            route.path.format(project=HOME, subject="nobody", key_id="nokey", route="noroute"),
+            route.path.format(
+                project=HOME, subject="nobody", key_id="nokey", route="noroute", run="norun"
+            ),
         ).status_code
         for route in ADMIN_ROUTES
     }

@@ -31,6 +31,7 @@ REVOKE = "/admin/projects/{project}/keys/{key_id}/revoke"
 ROTATE = "/admin/projects/{project}/keys/{key_id}/rotate"
 MEMBER = "/admin/projects/{project}/members/{subject}"
 AUDIT = "/admin/audit"
+FEEDBACK = "/v1/feedback"
 # How long the session's expired key lives; short, and made first, so it is dead by first use.
 EXPIRING_KEY_LIFETIME = timedelta(seconds=1)
 
@@ -98,6 +99,7 @@ class World:
     expiring: Credential | None = None
     expiring_until: datetime = field(default_factory=lambda: datetime.now(UTC))
     _revoked: Credential | None = None
+    _served: str | None = None
     _serial: Iterator[int] = field(default_factory=itertools.count)
 
     def credential(self, role: Role, project: str = HOME) -> Credential:
@@ -152,6 +154,22 @@ class World:
             assert response.status_code == 200, response.text
             self._revoked = key
         return self._revoked
+
+    def served_request_id(self) -> str:
+        """A request served in HOME and already in its ledger (feedback names one)."""
+        if self._served is None:
+            developer = self.credential(Role.DEVELOPER)
+            answer = self.api.call("POST", "/v1/chat/completions", developer, json=CHAT)
+            assert answer.status_code == 200, answer.text
+            served = answer.headers["x-request-id"]
+            # The ledger is written just after the answer: feedback is refused (404) until then.
+            deadline = time.monotonic() + 20
+            body = {"request_id": served, "score": 1}
+            while self.api.call("POST", FEEDBACK, developer, json=body).status_code == 404:
+                assert time.monotonic() < deadline, "the served request never reached the ledger"
+                time.sleep(0.05)
+            self._served = served
+        return self._served
 
     def audit_events(self) -> list[dict[str, Any]]:
         """Every audit record, oldest first, read through GET /admin/audit as the owner."""

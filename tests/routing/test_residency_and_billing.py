@@ -224,8 +224,9 @@ def _refused_load() -> list[tuple[str, dict[str, Any], int, str]]:
         path = f"/openai/deployments/{deployment}/chat/completions?api-version={AZURE_API_VERSION}"
         refused.append((path, chat(deployment), 400, "no_eligible_deployment"))
         refused.append((path, chat(deployment, stream=True), 400, "no_eligible_deployment"))
-        # A deployment id is not a model name on the OpenAI surface.
-        refused.append(("", chat(deployment), 404, "model_not_found"))
+        # A deployment id called as the model pins that deployment: refused for its region.
+        refused.append(("", chat(deployment), 400, "no_eligible_deployment"))
+        refused.append(("", chat(deployment, stream=True), 400, "no_eligible_deployment"))
     for name in ("gamma", "res-outside"):
         refused.append(("", chat(name), 400, "no_eligible_deployment"))
         refused.append(("", chat(name, stream=True), 400, "no_eligible_deployment"))

@@ -117,6 +117,11 @@ def test_a_catalog_route_can_be_replaced_and_removed_at_runtime(gateway: Gateway
             {"strategy": "weighted", "candidates": [{"deployment": "alpha-eu", "weight": 0}]},
             "at least one weight above 0",
         ),
+        (
+            "alpha-us",
+            {"candidates": [{"deployment": "alpha-eu"}]},
+            "already the id of a deployment",
+        ),
         ("lang", {"candidates": [{"deployment": "alpha-eu"}], "languages": ["xx"]}, "xx"),
         ("odd", {"candidates": [{"deployment": "alpha-eu"}], "strategy": "random"}, "strategy"),
     ],
@@ -199,3 +204,11 @@ def test_a_route_is_granted_by_its_name_and_grants_nothing_else(gateway: Gateway
     assert unknown.status_code == 400
     error = unknown.json()["error"]
     assert error["param"] == "allowed_models[1]" and "'grnated'" in error["message"]
+
+
+def test_a_deployment_id_called_as_the_model_pins_that_deployment(gateway: GatewayProcess) -> None:
+    for deployment in ("alpha-us", "alpha-eu"):
+        reply = answered_by(gateway, deployment)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-modelyard-deployment"] == deployment
+        assert reply.headers["x-modelyard-attempts"] == "1"

@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("accounting and access", ["ledger", "policy.access"]),
     ("providers", ["providers"]),
     ("routing", ["routing"]),
-    ("use-cases", ["serving", "admin"]),
+    ("use-cases", ["serving", "admin", "evals"]),
     ("application state", ["state"]),
     ("HTTP surfaces", ["api"]),
     ("application", ["app", "http_protocol", "http_server"]),

@@ -41,6 +41,7 @@ from modelyard.auth.principal import Principal
 from modelyard.catalog.catalog import Catalog
 from modelyard.db.schema import projects, role_bindings, spending_limits
 from modelyard.errors import Conflict, InvalidParameter, NotFound
+from modelyard.ledger.feedback import FeedbackStore
 from modelyard.ledger.store import LedgerStore
 from modelyard.money import dollars, to_micros
 from modelyard.policy.access import AccessPolicy
@@ -65,6 +66,7 @@ class AdminService:
         catalog: Catalog,
         key_secret: bytes,
         ledger: LedgerStore,
+        feedback: FeedbackStore,
         routes: RouteAdmin,
         deployments: DeploymentsView,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -72,6 +74,7 @@ class AdminService:
         self.routes = routes
         self.deployments = deployments
         self._ledger = ledger
+        self._feedback = feedback
         self._engine = engine
         self._directory = directory
         self._policy = policy
@@ -380,6 +383,8 @@ class AdminService:
             requests = row["requests"] or 1
             row["error_rate"] = round(row["errors"] / requests, 4)
             row["latency_ms_avg"] = round(row.pop("latency_ms") / requests, 1)
+        if "deployment" in group_by:
+            self._add_feedback(rows, group_by, since, until, scope)
         return {
             "object": "usage_report",
             "group_by": group_by,
@@ -387,6 +392,22 @@ class AdminService:
             "until": until,
             "data": rows,
         }
+
+    def _add_feedback(
+        self,
+        rows: list[dict[str, Any]],
+        group_by: list[str],
+        since: str,
+        until: str,
+        scope: list[str] | None,
+    ) -> None:
+        """Per deployment, the quality users reported beside what it cost: the number and mean
+        of the feedback scores on the group's requests (null when there is none)."""
+        tallies = self._feedback.tallies(group_by, since, until, scope)
+        for row in rows:
+            tally = tallies.get(tuple(row[name] for name in group_by))
+            row["feedback_count"] = tally.count if tally is not None else 0
+            row["feedback_mean"] = round(tally.mean, 4) if tally is not None else None
 
     # -- audit ------------------------------------------------------------------------------
 

@@ -51,13 +51,18 @@ class Catalog:
         return self._deployments.get(model_id, ())
 
     def resolve(self, name: str) -> Resolution:
-        """The card and deployments for a model name or alias, or ModelNotFound."""
+        """The card and deployments for a model name or alias; a deployment's id names its
+        model on that deployment alone (to compare deployments of one model). ModelNotFound
+        for none of these."""
         model_id = self._names.get(name)
-        if model_id is None:
-            raise ModelNotFound(
-                f"The model '{name}' does not exist or you do not have access to it.", param="model"
-            )
-        return Resolution(self._cards[model_id], self.deployments_of(model_id))
+        if model_id is not None:
+            return Resolution(self._cards[model_id], self.deployments_of(model_id))
+        deployment = self._by_id.get(name)
+        if deployment is not None and deployment.model in self._cards:
+            return Resolution(self._cards[deployment.model], (deployment,))
+        raise ModelNotFound(
+            f"The model '{name}' does not exist or you do not have access to it.", param="model"
+        )
 
     def deployment(self, deployment_id: str) -> Deployment | None:
         return self._by_id.get(deployment_id)
@@ -71,6 +76,8 @@ class Catalog:
             raise ValueError(
                 f"id: '{route.id}' is already the name of model '{self._names[route.id]}'"
             )
+        if route.id in self._by_id:
+            raise ValueError(f"id: '{route.id}' is already the id of a deployment")
         seen: set[str] = set()
         for index, candidate in enumerate(route.candidates):
             where = f"candidates[{index}]"

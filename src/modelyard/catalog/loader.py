@@ -262,9 +262,11 @@ def _check_engine_options(
     where: str, options: dict[str, int | str | bool], card: ModelCard
 ) -> None:
     """A local engine's `parallel` (sequences decoded together) and `context_window` (tokens per
-    sequence, at most the card's) are whole numbers in range; `flash_attention` is a boolean."""
-    if not isinstance(options.get("flash_attention", False), bool):
-        raise CatalogError(f"{where}: options.flash_attention: must be true or false")
+    sequence, at most the card's) are whole numbers in range; `flash_attention` and
+    `constrained_decoding` are booleans."""
+    for flag in ("flash_attention", "constrained_decoding"):
+        if not isinstance(options.get(flag, False), bool):
+            raise CatalogError(f"{where}: options.{flag}: must be true or false")
     for name, (low, high) in ENGINE_OPTION_BOUNDS.items():
         if name not in options:
             continue

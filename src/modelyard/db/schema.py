@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -231,4 +232,66 @@ routes = Table(
     Column("definition", JSON, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("updated_by", String(200), nullable=False),
+)
+
+# -- evaluation ----------------------------------------------------------------------------
+
+# A run of task suites against models (`modelyard eval run`), made and read through /admin/evals.
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("suites", JSON, nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("repeats", Integer, nullable=False),
+    # running | finished | interrupted
+    Column("status", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+)
+
+# One case on one model, one repeat. `output` is NULL unless the project keeps content; the hash
+# is always kept. Cost and tokens are the runner's until `settled`, then the ledger's.
+eval_results = Table(
+    "eval_results",
+    metadata,
+    Column("run_id", String(64), ForeignKey("eval_runs.id"), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("case_id", String(128), primary_key=True),
+    Column("repeat", Integer, primary_key=True),
+    Column("tags", JSON, nullable=False),
+    Column("deployment", String(200), nullable=True),
+    Column("score", Float, nullable=False),
+    Column("passed", Boolean(), nullable=False),
+    Column("binary", Boolean(), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_micros", BigInteger, nullable=False),
+    Column("request_id", String(64), nullable=True, index=True),
+    Column("output", Text, nullable=True),
+    Column("output_sha256", String(64), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("detail", Text, nullable=False),
+    Column("extra", JSON, nullable=False),
+    Column("settled", Boolean(), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Quality signals on served requests (`POST /v1/feedback`): one per request and rater (the key
+# id, or the subject of a caller without a key); a second replaces the first.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("rater", String(200), primary_key=True),
+    Column("project_id", String(64), nullable=False, index=True),
+    Column("key_id", String(32), nullable=True),
+    Column("subject", String(200), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )

@@ -94,3 +94,5 @@ USAGE_MEASURES = (
     "error_rate",
     "latency_ms_avg",
 )
+# Added after them when the report is grouped by deployment: feedback on the group's requests.
+FEEDBACK_MEASURES = ("feedback_count", "feedback_mean")

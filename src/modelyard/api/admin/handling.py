@@ -31,12 +31,18 @@ class AdminRoute:
 
 
 async def mutate(request: Request, act: Callable[[], JsonObject], status: int = 200) -> Response:
+    return await mutate_answering(request, lambda: (status, act()))
+
+
+async def mutate_answering(request: Request, act: Callable[[], tuple[int, JsonObject]]) -> Response:
+    """`mutate` for a change whose status depends on what it found (201 made, 200 existed)."""
     state = app_state(request)
     principal = request.scope["state"]["principal"]
     body = await request.body()
 
     async def respond() -> tuple[int, bytes]:
-        return status, orjson.dumps(await asyncio.to_thread(act))
+        code, answer = await asyncio.to_thread(act)
+        return code, orjson.dumps(answer)
 
     fingerprint = b"\n".join([request.method.encode(), request.url.path.encode(), body])
     # Replies are kept per credential, not per subject: one key never replays another's.

@@ -17,12 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.api.admin.evals import EVALS_ROUTES
 from modelyard.api.admin.handling import AdminRoute, Handler, mutate, read
 from modelyard.api.admin.routing import ROUTING_ROUTES
 from modelyard.api.authentication import caller
 from modelyard.api.parsing import read_model
 from modelyard.errors import InvalidParameter, NotFound, PermissionDenied
 from modelyard.protocol.admin import (
+    FEEDBACK_MEASURES,
     SUBJECT_PATTERN,
     USAGE_MEASURES,
     KeyCreate,
@@ -202,6 +204,8 @@ async def usage_report(request: Request) -> Response:
 def usage_csv(group_by: list[str], rows: list[dict[str, object]]) -> str:
     out = io.StringIO()
     columns = [*group_by, *USAGE_MEASURES]
+    if "deployment" in group_by:
+        columns += FEEDBACK_MEASURES
     writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
@@ -353,6 +357,7 @@ ADMIN_ROUTES = (
     ),
     AdminRoute("GET", "/admin/audit", read_audit, "Audit events (hash-chained)", "audit.read"),
     *ROUTING_ROUTES,
+    *EVALS_ROUTES,
 )
 
 

@@ -140,7 +140,10 @@ class LlamaCppProvider:
         requested = _requested_max_tokens(request, card)
         messages = prompt_messages(request.messages, contract, request.safe_prompt)
         pieces = builder.pieces(messages)
-        grammar = grammar_source(contract)
+        # `constrained_decoding: false` lets the model write freely (the schema is still in the
+        # prompt and the gateway still validates the output): to measure what the grammar buys.
+        constrained = bool(deployment.options.get("constrained_decoding", True))
+        grammar = grammar_source(contract) if constrained else None
         seed = request.sampling_seed()
         try:
             stream = await engine.open(
