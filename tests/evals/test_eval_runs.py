@@ -21,17 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from modelyard.catalog.routes import RouteDefinition
-from modelyard.db.schema import usage_records
 from modelyard.evals.suite import load_suite
 from modelyard.money import dollars
 from modelyard.protocol.chat import ChatCompletionRequest, estimate_prompt_tokens
 from modelyard.testing.fake_upstream import JsonReply, StreamReply, completion_body, stream_events
 from tests.routing.world import Deployment, Reply, ScriptedUpstream, routing_gateway
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import ledger_rows
 
 CASES_PER_TAG = 30
 # Cases each deployment answers right, per tag, and its price (USD per 1M input, output tokens).
@@ -179,16 +178,6 @@ def project_key(gateway: GatewayProcess, project: str) -> str:
     assert minted.status_code == 201, minted.text
     key: str = minted.json()["key"]
     return key
-
-
-def ledger_rows(gateway: GatewayProcess, project: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(f"sqlite:///{gateway.data_dir / 'modelyard.db'}")
-    try:
-        with engine.connect() as connection:
-            query = sa.select(usage_records).where(usage_records.c.project_id == project)
-            return [dict(row._mapping) for row in connection.execute(query)]
-    finally:
-        engine.dispose()
 
 
 def test_a_run_killed_mid_way_resumes_without_running_a_finished_case_twice(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,10 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from modelyard.catalog.cards import Price
-from modelyard.db.schema import usage_records
 from modelyard.ledger.cost import cost_micros, worst_case_micros
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.protocol.generation import Usage
@@ -25,6 +22,7 @@ from modelyard.serving.chat import chat_prompt_bound
 from modelyard.testing.fake_upstream import FakeUpstream, StreamReply, stream_events
 from tests.remote.fixtures import remote_catalog
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import wait_rows
 
 PRICE = Price(400_000, 1_600_000, 400_000)
 CHAT: dict[str, Any] = {
@@ -74,26 +72,6 @@ def chat(gateway: GatewayProcess, key: str, body: dict[str, Any] = CHAT) -> http
         headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     )
-
-
-def ledger_rows(gateway: GatewayProcess, project: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(f"sqlite:///{gateway.data_dir / 'modelyard.db'}")
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(usage_records).where(usage_records.c.project_id == project)
-            )
-            return [dict(r._mapping) for r in rows]
-    finally:
-        engine.dispose()
-
-
-def wait_rows(gateway: GatewayProcess, project: str, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 10
-    while len(rows := ledger_rows(gateway, project)) < count:
-        assert time.monotonic() < deadline, f"{len(rows)} of {count} usage records written"
-        time.sleep(0.05)
-    return rows
 
 
 def test_a_day_budget_admits_exactly_what_fits_then_refuses_with_the_remainder(

@@ -29,9 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from modelyard.db.schema import usage_records
 from modelyard.protocol.chat import ChatCompletionRequest, estimate_prompt_tokens
 from modelyard.testing.fake_upstream import JsonReply, StreamReply, stream_events
 from tests.routing.world import (
@@ -48,6 +46,7 @@ from tests.routing.world import (
     success_reply,
 )
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import wait_rows
 from tests.support.network_faults import ByteCountingProxy, closed_port
 
 AZURE_API_VERSION = "2024-10-21"
@@ -478,25 +477,6 @@ def billing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BillingWorld]:
         yield BillingWorld(gateway, upstreams)
 
 
-def ledger_rows(gateway: GatewayProcess, project: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(f"sqlite:///{gateway.data_dir / 'modelyard.db'}")
-    try:
-        with engine.connect() as connection:
-            query = sa.select(usage_records).where(usage_records.c.project_id == project)
-            return [dict(row._mapping) for row in connection.execute(query)]
-    finally:
-        engine.dispose()
-
-
-def wait_for_rows(gateway: GatewayProcess, project: str, count: int) -> list[dict[str, Any]]:
-    """The project's usage records, once the background writer has written `count` of them."""
-    deadline = time.monotonic() + 30
-    while len(rows := ledger_rows(gateway, project)) < count:
-        assert time.monotonic() < deadline, f"{len(rows)} of {count} usage records written"
-        time.sleep(0.1)
-    return rows
-
-
 def billed_usage(served: Served, request_body: dict[str, Any]) -> tuple[int, int]:
     """What the gateway bills for one attempt: what the upstream reported, or, for a stream
     cut after it began without a usage chunk, its estimate (the prompt's, and one token per
@@ -556,7 +536,7 @@ def test_every_attempt_is_billed_once_at_its_deployments_price_under_concurrent_
     request_ids = {tag: answer.headers["x-request-id"] for tag, answer in answered}
     assert len(set(request_ids.values())) == len(bodies)
 
-    rows = wait_for_rows(gateway, "billed", len(bodies))
+    rows = wait_rows(gateway, "billed", len(bodies), timeout_s=30)
     assert len(rows) == len(bodies)
     by_id = {row["request_id"]: row for row in rows}
     assert set(by_id) == set(request_ids.values())  # one record per request, no other
@@ -671,7 +651,7 @@ def test_the_usage_report_compares_the_arms_of_a_weighted_route(billing: Billing
             "error_rate": round(errors / requests, 4),
         }
     assert expected["arm-a"]["errors"] == 0 and expected["arm-b"]["errors"] > 0
-    rows = wait_for_rows(gateway, "abtest", sum(e["requests"] for e in expected.values()))
+    rows = wait_rows(gateway, "abtest", sum(e["requests"] for e in expected.values()), timeout_s=30)
     latencies: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         assert row["route"] == "ab" and row["deployment"] == row["arm"]
