@@ -24,7 +24,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 def add_admin_commands(commands: Any) -> None:
     projects = commands.add_parser("projects", help="manage projects and their members")
-    _connection_options(projects)
+    connection_options(projects)
     p = projects.add_subparsers(dest="action", required=True)
     p.add_parser("list", help="projects you hold a role on")
     show = p.add_parser("show", help="one project")
@@ -50,7 +50,7 @@ def add_admin_commands(commands: Any) -> None:
     remove.add_argument("subject")
 
     keys = commands.add_parser("keys", help="manage API keys")
-    _connection_options(keys)
+    connection_options(keys)
     k = keys.add_subparsers(dest="action", required=True)
     listing = k.add_parser("list", help="a project's keys")
     listing.add_argument("project")
@@ -68,7 +68,7 @@ def add_admin_commands(commands: Any) -> None:
             sub.add_argument("--grace-seconds", type=int, default=24 * 3600)
 
     usage = commands.add_parser("usage", help="usage and cost report")
-    _connection_options(usage)
+    connection_options(usage)
     usage.add_argument(
         "--group-by",
         default="day,project_id",
@@ -81,7 +81,7 @@ def add_admin_commands(commands: Any) -> None:
     usage.set_defaults(action="report")
 
     limits = commands.add_parser("limits", help="budgets and rate limits of a project or key")
-    _connection_options(limits)
+    connection_options(limits)
     lim = limits.add_subparsers(dest="action", required=True)
     show_limits = lim.add_parser("show")
     show_limits.add_argument("project")
@@ -96,7 +96,7 @@ def add_admin_commands(commands: Any) -> None:
     set_limits.add_argument("--max-concurrent", type=int)
 
     route_commands = commands.add_parser("routes", help="list, create, change or delete routes")
-    _connection_options(route_commands)
+    connection_options(route_commands)
     r = route_commands.add_subparsers(dest="action", required=True)
     r.add_parser("list", help="the routes in force")
     put = r.add_parser("set", help="create or replace a route (owner)")
@@ -121,7 +121,7 @@ def add_admin_commands(commands: Any) -> None:
     drop.add_argument("route")
 
     deployments = commands.add_parser("deployments", help="health, breakers, load, latency")
-    _connection_options(deployments)
+    connection_options(deployments)
     deployments.set_defaults(action="list")
 
     audit = commands.add_parser("audit", help="read or verify the audit log")
@@ -135,7 +135,7 @@ def add_admin_commands(commands: Any) -> None:
         help="a head printed by an earlier verify: the log must still contain it",
     )
     show_log = a.add_parser("list", help="recent events (auditor or owner)")
-    _connection_options(show_log)
+    connection_options(show_log)
     show_log.add_argument("--project")
     show_log.add_argument("--after-seq", type=int, default=0)
     show_log.add_argument("--limit", type=int, default=100)
@@ -149,15 +149,14 @@ def run_admin_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"modelyard: {exc}", file=sys.stderr)
         return 2
-    key = args.key or os.environ.get("MODELYARD_API_KEY")
-    if not key:
-        print("modelyard: set MODELYARD_API_KEY or pass --key", file=sys.stderr)
+    target = gateway_target(args)
+    if target is None:
         return 2
+    url, key = target
     headers = {"authorization": f"Bearer {key}"}
     if method != "GET":
         # A retry of this very command after a network error cannot act twice.
         headers["idempotency-key"] = str(uuid.uuid4())
-    url = (args.url or os.environ.get("MODELYARD_URL") or DEFAULT_URL).rstrip("/")
     try:
         response = httpx.request(method, url + path, json=body, headers=headers, timeout=60)
     except httpx.HTTPError as exc:
@@ -286,9 +285,19 @@ def _verify_audit(args: argparse.Namespace) -> int:
     return verify_command(Settings(**overrides).database(), args.expect_head)
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
+def connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help=f"gateway URL (default $MODELYARD_URL or {DEFAULT_URL})")
     parser.add_argument("--key", help="API key (default $MODELYARD_API_KEY)")
+
+
+def gateway_target(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The gateway's URL and the caller's key, from the options or the environment; None (said
+    on stderr) when there is no key."""
+    key = args.key or os.environ.get("MODELYARD_API_KEY")
+    if not key:
+        print("modelyard: set MODELYARD_API_KEY or pass --key", file=sys.stderr)
+        return None
+    return (args.url or os.environ.get("MODELYARD_URL") or DEFAULT_URL).rstrip("/"), key
 
 
 def _project_fields(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from modelyard import __version__
 from modelyard.admin_cli import add_admin_commands, run_admin_command
 from modelyard.auth.admin_key import load_or_create_admin_key
 from modelyard.errors import StartupError
-from modelyard.evals.cli import add_eval_commands, run_eval_command
+from modelyard.eval_cli import add_eval_commands, run_eval_command
 from modelyard.observability.logs import configure_logging
 from modelyard.settings import Settings
 from modelyard.workers import require_shared_counters

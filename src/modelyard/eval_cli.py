@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from modelyard.admin_cli import connection_options, gateway_target
 from modelyard.evals import report
 from modelyard.evals.bundled import BUNDLED_SUITES, bundled_suite
 from modelyard.evals.estimate import estimate_run
@@ -28,7 +28,6 @@ from modelyard.evals.stats import ALL_TAGS, Comparison, Summary, compare, summar
 from modelyard.evals.suite import SuiteError, load_suite
 from modelyard.money import dollars
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 INTERRUPTED_EXIT = 130
 
 
@@ -39,7 +38,7 @@ def add_eval_commands(commands: Any) -> None:
     e = evaluate.add_subparsers(dest="action", required=True)
 
     run = e.add_parser("run", help="run suites against models through the gateway")
-    _connection_options(run)
+    connection_options(run)
     run.add_argument(
         "suites", nargs="+", metavar="SUITE", help=f"a file, or one of {', '.join(BUNDLED_SUITES)}"
     )
@@ -68,20 +67,20 @@ def add_eval_commands(commands: Any) -> None:
     _export_options(run)
 
     listing = e.add_parser("list", help="evaluation runs you may see")
-    _connection_options(listing)
+    connection_options(listing)
     listing.add_argument("--project")
 
     show = e.add_parser("show", help="a run's summary table")
-    _connection_options(show)
+    connection_options(show)
     show.add_argument("run")
 
     export = e.add_parser("export", help="write a run as JSON, CSV or an HTML report")
-    _connection_options(export)
+    connection_options(export)
     export.add_argument("run")
     _export_options(export)
 
     advise = e.add_parser("recommend", help="per tag, the cheapest model good enough; its routes")
-    _connection_options(advise)
+    connection_options(advise)
     advise.add_argument("run")
     advise.add_argument(
         "--min-quality", type=float, required=True, help="the bar for the interval's lower bound"
@@ -96,11 +95,10 @@ def add_eval_commands(commands: Any) -> None:
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
-    key = args.key or os.environ.get("MODELYARD_API_KEY")
-    if not key:
-        print("modelyard: set MODELYARD_API_KEY or pass --key", file=sys.stderr)
+    target = gateway_target(args)
+    if target is None:
         return 2
-    url = args.url or os.environ.get("MODELYARD_URL") or DEFAULT_URL
+    url, key = target
     command = {
         "run": _run,
         "list": _list,
@@ -309,11 +307,6 @@ def _write_exports(
 def _rows(payload: Any) -> list[dict[str, Any]]:
     rows = payload.get("data", []) if isinstance(payload, dict) else payload
     return list(rows)
-
-
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help=f"gateway URL (default $MODELYARD_URL or {DEFAULT_URL})")
-    parser.add_argument("--key", help="API key (default $MODELYARD_API_KEY)")
 
 
 def _export_options(parser: argparse.ArgumentParser) -> None:

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("application state", ["state"]),
     ("HTTP surfaces", ["api"]),
     ("application", ["app", "http_protocol", "http_server"]),
-    ("entry points", ["workers", "cli", "admin_cli", "__main__", "testing"]),
+    ("entry points", ["workers", "cli", "admin_cli", "eval_cli", "__main__", "testing"]),
 ]
 LAYER_OF = {unit: index for index, (_, units) in enumerate(LAYERS) for unit in units}
 
