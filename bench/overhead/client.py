@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-from bench.overhead.sse import StreamTally
+from bench.overhead.sse import SURFACES, StreamTally
 
 
 class RequestFailed(Exception):
@@ -30,6 +30,7 @@ class Exchange:
     headers: Mapping[str, str]
     plain_body: bytes
     stream_body: bytes
+    surface: str = "chat"  # a key of `sse.SURFACES`
 
     @property
     def url(self) -> str:
@@ -68,18 +69,24 @@ class Head:
 
 class RawConnection:
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wires: tuple[bytes, bytes]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        wires: tuple[bytes, bytes],
+        surface: str = "chat",
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._plain, self._stream = wires
+        self._surface = surface
+        self._answer_mark = SURFACES[surface].answer
         self.closed = False
 
     @classmethod
     async def open(cls, exchange: Exchange) -> RawConnection:
         reader, writer = await asyncio.open_connection(exchange.host, exchange.port, limit=1 << 20)
         wires = (exchange.wire(exchange.plain_body), exchange.wire(exchange.stream_body))
-        return cls(reader, writer, wires)
+        return cls(reader, writer, wires, exchange.surface)
 
     def close(self) -> None:
         self.closed = True
@@ -98,15 +105,15 @@ class RawConnection:
         else:
             body = b"".join([piece async for piece in self._body(head)])
         self._check(head, body)
-        if b'"choices"' not in body:
+        if self._answer_mark not in body:
             self.close()
-            raise RequestFailed(f"no choices in {body[:120]!r}")
+            raise RequestFailed(f"no {self._answer_mark.decode()} in {body[:120]!r}")
 
     async def stream(self, stop_after: int | None = None) -> StreamTally:
         """Send a streamed request and read it to its end, or drop the connection once
         `stop_after` tokens have arrived (a client that went away mid-stream)."""
         head = await self._send(self._stream)
-        tally = StreamTally()
+        tally = StreamTally(self._surface)
         if head.status != 200:
             self._check(head, b"".join([piece async for piece in self._body(head)]))
         async for piece in self._body(head):

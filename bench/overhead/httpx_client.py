@@ -39,7 +39,7 @@ class HttpxConnection:
             raise RequestFailed(f"HTTP {response.status_code}: {response.content[:160]!r}")
 
     async def stream(self, stop_after: int | None = None) -> StreamTally:
-        tally = StreamTally()
+        tally = StreamTally(self._exchange.surface)
         request = self._client.build_request(
             "POST", self._exchange.url, content=self._exchange.stream_body, headers=self._headers
         )

@@ -50,6 +50,7 @@ class LoadSpec:
     progress_every: int | None = None
     disconnect_after: int = 10
     timeout_s: float = 60.0
+    surface: str = "chat"  # a key of `sse.SURFACES`
 
     def exchange(self) -> Exchange:
         return Exchange(
@@ -59,6 +60,7 @@ class LoadSpec:
             self.headers,
             self.plain_body.encode(),
             self.stream_body.encode(),
+            self.surface,
         )
 
 

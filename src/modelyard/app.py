@@ -27,6 +27,7 @@ from modelyard.admin.service import AdminService
 from modelyard.api import errors as api_errors
 from modelyard.api.admin.openapi import openapi_json
 from modelyard.api.admin.routes import admin_routes
+from modelyard.api.anthropic import messages as anthropic_messages
 from modelyard.api.azure import deployments as azure_openai
 from modelyard.api.azure import inference as azure_inference
 from modelyard.api.client_address import ClientAddressMiddleware, ClientAddressResolver
@@ -37,6 +38,7 @@ from modelyard.api.middleware import (
     RequestIdMiddleware,
     UnexpectedErrorMiddleware,
 )
+from modelyard.api.openai import responses as openai_responses
 from modelyard.api.openai.chat import create_chat_completion
 from modelyard.api.openai.embeddings import create_embeddings
 from modelyard.api.openai.models import list_models, retrieve_model
@@ -76,6 +78,8 @@ from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.lifecycle import Recording
 from modelyard.serving.models import ModelsService
+from modelyard.serving.responses import ResponsesService
+from modelyard.serving.stored_responses import StoredResponses
 from modelyard.settings import Settings
 from modelyard.state import AppState
 
@@ -139,6 +143,8 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     route_book = RouteBook(catalog, directory, providers)
     languages = PromptLanguage(catalog)
     router = Router(catalog, route_book, providers, fleet, languages.detect)
+    chat = ChatService(router, settings.max_choices, access, admissions, settings.request_timeout_s)
+    stored_responses = StoredResponses(database, settings.responses_ttl_days)
     return AppState(
         settings=settings,
         catalog=catalog,
@@ -148,9 +154,8 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         directory_sync=DirectorySync(database, directory, settings.config_poll_s),
         authenticator=Authenticator(admin_digest, directory, derive(secret, "api-keys"), tokens),
         access=access,
-        chat=ChatService(
-            router, settings.max_choices, access, admissions, settings.request_timeout_s
-        ),
+        chat=chat,
+        router=router,
         models=ModelsService(catalog, providers, access, route_book),
         embeddings=EmbeddingsService(catalog, providers, access, admissions),
         admin=AdminService(
@@ -182,6 +187,8 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         content_log=content_log,
         content_writer=content_writer,
         usage_meter=meter,
+        responses=ResponsesService(chat, access, stored_responses),
+        stored_responses=stored_responses,
     )
 
 
@@ -226,6 +233,7 @@ async def purge_expired_content(state: AppState) -> None:
     while True:
         try:
             await asyncio.to_thread(state.content_log.purge_expired)
+            await asyncio.to_thread(state.stored_responses.purge_expired)
         except Exception as exc:  # the database is away; the next round deletes it
             log.warning("purging expired content failed: %s", type(exc).__name__)
         await asyncio.sleep(PURGE_EVERY_S)
@@ -293,6 +301,17 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/v1/responses", openai_responses.create_response, methods=["POST"]),
+        Route("/responses", openai_responses.create_response, methods=["POST"]),
+        Route("/v1/responses/{response_id}", openai_responses.retrieve_response, methods=["GET"]),
+        Route("/v1/responses/{response_id}", openai_responses.delete_response, methods=["DELETE"]),
+        Route(
+            "/v1/responses/{response_id}/input_items",
+            openai_responses.list_input_items,
+            methods=["GET"],
+        ),
+        Route("/v1/messages", anthropic_messages.create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", anthropic_messages.count_tokens, methods=["POST"]),
         Route("/v1/embeddings", create_embeddings, methods=["POST"]),
         Route("/embeddings", create_embeddings, methods=["POST"]),
         Route("/models/embeddings", azure_inference.embeddings, methods=["POST"]),

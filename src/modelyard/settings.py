@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Worker processes serving one listening socket; more than one needs `redis_url` (each
     # worker is a replica of its own, named `<replica>/w<i>`).
     workers: int = Field(default=1, ge=1)
+    # The longest a stored Responses API response is kept (a project keeping content for fewer
+    # days keeps it for fewer); a fraction of a day is allowed.
+    responses_ttl_days: float = Field(default=30.0, gt=0, le=3650)
 
     def catalog_path(self) -> Path:
         return self.catalog if self.catalog is not None else packaged_catalog_path()

@@ -27,9 +27,12 @@ from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.routing.deployment_stats import Fleet
+from modelyard.routing.router import Router
 from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
+from modelyard.serving.responses import ResponsesService
+from modelyard.serving.stored_responses import StoredResponses
 from modelyard.settings import Settings
 
 
@@ -45,6 +48,9 @@ class AppState:
     authenticator: Authenticator
     access: AccessPolicy
     chat: ChatService
+    # What a model or route name stands for and which deployments would serve a request
+    # (also read without generating: `/v1/messages/count_tokens`).
+    router: Router
     models: ModelsService
     embeddings: EmbeddingsService
     admin: AdminService
@@ -65,6 +71,9 @@ class AppState:
     # Evaluation runs and their results (/admin/evals), feedback on served requests.
     evals: EvalRuns
     feedback: FeedbackService
+    # The Responses API, and the responses it stores for projects that keep content.
+    responses: ResponsesService
+    stored_responses: StoredResponses
 
     def background_writers(self) -> tuple[BackgroundWriter[Any], ...]:
         """Started and stopped by the app's lifespan; stopped in this order."""

@@ -7,12 +7,15 @@ that this table and `ADMIN_ROUTES` together cover every route the application se
 Expected answers: a role that grants the action succeeds (2xx: each route gets a valid minimal
 request); a role that does not gets a 403 naming the action and the resource; a project the
 key holds no role on is a 404, never a 403; a missing, malformed, wrong, expired or revoked key
-is a 401. Every error has the OpenAI error shape.
+is a 401. Every error has the OpenAI error shape, except on the Anthropic Messages surface
+(`/v1/messages*`, and `/v1/models` asked with `anthropic-version`), where it has Anthropic's.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +29,17 @@ from starlette.routing import Route
 
 from modelyard.api.admin.routes import ADMIN_ROUTES
 from modelyard.policy.rbac import ROLE_ACTIONS, Action, Role
-from tests.access.world import AUDIT, CHAT, FEEDBACK, HOME, MEMBER, OTHER, Credential, World
+from tests.access.world import (
+    AUDIT,
+    CHAT,
+    FEEDBACK,
+    HOME,
+    MEMBER,
+    OTHER,
+    RESPONSE,
+    Credential,
+    World,
+)
 
 # "path": the project is named in the path (or query); "acting": the request acts in the key's
 # own project; "gateway": no project at all.
@@ -63,7 +76,13 @@ class Endpoint:
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.template}{self.query}"
+        asked = f" ({ANTHROPIC_VERSION})" if ANTHROPIC_VERSION in self.headers else ""
+        return f"{self.method} {self.template}{self.query}{asked}"
+
+    @property
+    def anthropic(self) -> bool:
+        """Whether it answers in the Anthropic Messages API's shapes, errors included."""
+        return self.template.startswith(MESSAGES) or ANTHROPIC_VERSION in self.headers
 
 
 USE = frozenset({Action.MODELS_USE})
@@ -71,6 +90,14 @@ BROWSE = frozenset({Action.CATALOG_READ})
 AZURE_INFERENCE = "?api-version=2024-05-01-preview"
 AZURE_OPENAI = "?api-version=2024-10-21"
 EMBED = {"model": "acme-embed", "input": "hi"}
+STORED = "/v1/responses/{response_id}"
+MESSAGES = "/v1/messages"
+MESSAGE = {"model": "acme-small", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+COUNT = {"model": "acme-small", "messages": MESSAGE["messages"]}
+ANTHROPIC_VERSION = "anthropic-version"
+AS_ANTHROPIC = {ANTHROPIC_VERSION: "2023-06-01"}
+# The owner acts in the default project unless it names one; stored responses are HOME's.
+IN_HOME = {"x-modelyard-project": HOME}
 
 INFERENCE = (
     Endpoint("POST", "/v1/chat/completions", USE, "acting", body=CHAT),
@@ -79,6 +106,24 @@ INFERENCE = (
     Endpoint("POST", "/embeddings", USE, "acting", body=EMBED),
     Endpoint("GET", "/v1/models", BROWSE, "acting"),
     Endpoint("GET", "/v1/models/{model}", BROWSE, "acting", fixed={"model": "acme-small"}),
+    Endpoint("POST", "/v1/responses", USE, "acting", body=RESPONSE),
+    Endpoint("POST", "/responses", USE, "acting", body=RESPONSE),
+    # Each case names a response stored in HOME just before (made by `concrete_request`).
+    Endpoint("GET", STORED, USE, "acting", headers=IN_HOME),
+    Endpoint("DELETE", STORED, USE, "acting", headers=IN_HOME),
+    Endpoint("GET", STORED + "/input_items", USE, "acting", headers=IN_HOME),
+    Endpoint("POST", MESSAGES, USE, "acting", body=MESSAGE),
+    Endpoint("POST", MESSAGES + "/count_tokens", USE, "acting", body=COUNT),
+    # The same routes as the OpenAI models list, answering in Anthropic's shapes.
+    Endpoint("GET", "/v1/models", BROWSE, "acting", headers=AS_ANTHROPIC),
+    Endpoint(
+        "GET",
+        "/v1/models/{model}",
+        BROWSE,
+        "acting",
+        headers=AS_ANTHROPIC,
+        fixed={"model": "acme-small"},
+    ),
     Endpoint("POST", "/models/chat/completions", USE, "acting", AZURE_INFERENCE, CHAT),
     Endpoint(
         "POST", "/models/embeddings", USE, "acting", AZURE_INFERENCE, {**EMBED, "input": ["hi"]}
@@ -263,6 +308,9 @@ def concrete_request(
         "run": "norun",
         **endpoint.fixed,
     }
+    if "{response_id}" in endpoint.template:
+        # Fresh for every case, bad credentials included: a refusal is never just 'not found'.
+        values["response_id"] = world.stored_response_id()
     if isinstance(case.who, Role):
         if "{run}" in endpoint.template:
             body = {"project": project, **EVAL_RUN}
@@ -289,9 +337,10 @@ def concrete_request(
     return path, make_body(unique) if make_body is not None else endpoint.body
 
 
-def run_case(world: World, case: Case) -> list[str]:
-    """What is wrong with the answer this case got (nothing: as expected)."""
-    who = credential_for(world, case)
+def run_case(world: World, case: Case, who: Credential | None = None) -> list[str]:
+    """What is wrong with the answer this case got (nothing: as expected); `who` stands in for
+    the case's own credential."""
+    who = who or credential_for(world, case)
     path, body = concrete_request(world, case, who)
     response = world.api.call(
         case.endpoint.method, path, who, json=body, headers=case.endpoint.headers
@@ -306,14 +355,18 @@ def answer_problems(case: Case, response: httpx.Response) -> list[str]:
     wanted = {Outcome.DENIED: 403, Outcome.HIDDEN: 404, Outcome.UNAUTHENTICATED: 401}
     if status != wanted[case.expected]:
         return [f"got {status} {response.text[:200]}"]
-    problems = error_shape_problems(response)
+    anthropic = case.endpoint.anthropic
+    problems = (anthropic_shape_problems if anthropic else error_shape_problems)(response)
     if problems:
         return problems
-    error = response.json()["error"]
+    error = error_fields(response.json(), anthropic)
     if case.expected is Outcome.DENIED:
         return denial_problems(case, error)
-    if case.expected is Outcome.HIDDEN and "does not exist" not in error["message"]:
-        return [f"404 without 'does not exist': {error['message']!r}"]
+    if case.expected is Outcome.HIDDEN:
+        if "does not exist" not in error["message"]:
+            return [f"404 without 'does not exist': {error['message']!r}"]
+        if anthropic and error["type"] != "not_found_error":
+            return [f"404 typed {error['type']}"]
     if case.expected is Outcome.UNAUTHENTICATED and (
         error["type"] != "authentication_error" or error["code"] != "invalid_api_key"
     ):
@@ -321,15 +374,67 @@ def answer_problems(case: Case, response: httpx.Response) -> list[str]:
     return []
 
 
-def error_shape_problems(response: httpx.Response) -> list[str]:
+def error_fields(body: Mapping[str, Any], anthropic: bool) -> Mapping[str, Any]:
+    """The error's message, type, code and param, from either shape (Anthropic's carries our
+    code and the param in `details`)."""
+    error: Mapping[str, Any] = body["error"]
+    if not anthropic:
+        return error
+    details = error.get("details", {})
+    return {
+        "message": error["message"],
+        "type": error["type"],
+        "code": details.get("error_code"),
+        "param": details.get("param"),
+    }
+
+
+def json_body(response: httpx.Response) -> tuple[Any, list[str]]:
     try:
-        body = response.json()
+        return response.json(), []
     except ValueError:
-        return [f"error body is not JSON: {response.text[:200]!r}"]
+        return None, [f"error body is not JSON: {response.text[:200]!r}"]
+
+
+def anthropic_shape_problems(response: httpx.Response) -> list[str]:
+    """{"type": "error", "error": {"type", "message", "details"?}, "request_id"}, the request id
+    also in the `request-id` header, as Anthropic's SDK reads it."""
+    body, problems = json_body(response)
+    if problems:
+        return problems
+    error = body.get("error") if isinstance(body, dict) else None
+    if (
+        set(body) != {"type", "error", "request_id"}
+        or body["type"] != "error"
+        or not isinstance(error, dict)
+    ):
+        return [f"not the Anthropic error shape: {body!r}"]
+    if not {"type", "message"} <= set(error) <= {"type", "message", "details"}:
+        problems.append(f"error fields are {sorted(error)}")
+    if not isinstance(error.get("message"), str) or not error["message"]:
+        problems.append("error.message is not a non-empty string")
+    if not isinstance(error.get("type"), str):
+        problems.append("error.type is not a string")
+    details = error.get("details", {})
+    if (
+        not isinstance(details, dict)
+        or not set(details) <= {"error_code", "param"}
+        or not all(isinstance(value, str) for value in details.values())
+    ):
+        problems.append(f"error.details is not {{error_code, param?}} of strings: {details!r}")
+    request_id = body["request_id"]
+    if not request_id or request_id != response.headers.get("request-id"):
+        problems.append(f"request_id {request_id!r} is not the request-id header")
+    return problems
+
+
+def error_shape_problems(response: httpx.Response) -> list[str]:
+    body, problems = json_body(response)
+    if problems:
+        return problems
     error = body.get("error") if isinstance(body, dict) else None
     if set(body) != {"error"} or not isinstance(error, dict):
         return [f"not the OpenAI error shape: {body!r}"]
-    problems = []
     if set(error) != {"message", "type", "param", "code"}:
         problems.append(f"error fields are {sorted(error)}")
     if not isinstance(error.get("message"), str) or not error["message"]:
@@ -452,6 +557,81 @@ def test_revoked_key_is_refused_on_every_route(world: World) -> None:
         for problem in run_case(world, case)
     ]
     assert not failures, mismatch_report(failures)
+
+
+ANTHROPIC_ENDPOINTS = [endpoint for endpoint in ENDPOINTS if endpoint.anthropic]
+
+
+def in_x_api_key(who: Credential) -> Credential:
+    """The same key sent as Anthropic's older SDKs send it."""
+    assert who.key is not None
+    return Credential(f"{who.label} in x-api-key", {"x-api-key": who.key}, who.key, who.key_id)
+
+
+@pytest.mark.parametrize("endpoint", ANTHROPIC_ENDPOINTS, ids=lambda endpoint: endpoint.name)
+def test_anthropic_surface_answers_a_key_in_x_api_key_as_in_authorization(
+    world: World, endpoint: Endpoint
+) -> None:
+    keyed = (BadCredential.WRONG, BadCredential.EXPIRED, BadCredential.REVOKED)
+    cases = role_cases(endpoint) + [
+        case for case in credential_cases(endpoint) if case.who in keyed
+    ]
+    failures = [
+        f"{endpoint.name} | {case.label} in x-api-key | expected {case.expected.value} | {problem}"
+        for case in cases
+        for problem in run_case(world, case, in_x_api_key(credential_for(world, case)))
+    ]
+    # Two different keys at once are refused, whichever of them would have been allowed.
+    developer, viewer = world.credential(Role.DEVELOPER), world.credential(Role.VIEWER)
+    assert viewer.key is not None
+    both = Credential("two keys", {**developer.headers, "x-api-key": viewer.key})
+    two_keys = Case(endpoint, BadCredential.WRONG, None, Outcome.UNAUTHENTICATED)
+    failures += [
+        f"{endpoint.name} | bearer and another x-api-key | expected 401 | {problem}"
+        for problem in run_case(world, two_keys, both)
+    ]
+    assert not failures, mismatch_report(failures)
+
+
+STORED_ROUTES = [
+    (endpoint.method, endpoint.template)
+    for endpoint in INFERENCE
+    if "{response_id}" in endpoint.template
+]
+
+
+def test_a_stored_response_is_missing_to_every_other_project(world: World) -> None:
+    """Read, listed, deleted or continued from by another project, a response of HOME answers
+    exactly as one that never existed (its existence does not leak), also in a project that
+    keeps content; and it is still there for HOME afterwards."""
+    keeping = world.minted_credential(
+        world.create_project(content_retention_days=1), role="developer"
+    )
+    forgetting = world.credential(Role.DEVELOPER, OTHER)
+    made = world.stored_response_id()
+    never = f"resp_{secrets.token_hex(12)}"
+
+    def asked(method: str, template: str, who: Credential, response_id: str) -> httpx.Response:
+        if method == "POST":
+            body = {**RESPONSE, "previous_response_id": response_id}
+            return world.api.call(method, template, who, json=body)
+        return world.api.call(method, template.format(response_id=response_id), who)
+
+    requests = [*STORED_ROUTES, ("POST", "/v1/responses")]
+    assert len(requests) == 4
+    for who in (keeping, forgetting):
+        for method, template in requests:
+            where = f"{method} {template} as {who.label}"
+            theirs = asked(method, template, who, made)
+            # A project that keeps nothing cannot continue at all, whatever the id.
+            expected = 400 if method == "POST" and who is forgetting else 404
+            assert theirs.status_code == expected, f"{where}: {theirs.text[:200]}"
+            assert error_shape_problems(theirs) == [], where
+            nobodys = asked(method, template, who, never)
+            assert theirs.json() == json.loads(nobodys.text.replace(never, made)), where
+    home = world.api.call("GET", STORED.format(response_id=made), world.credential(Role.DEVELOPER))
+    assert home.status_code == 200, home.text
+    assert home.json()["id"] == made
 
 
 # -- what the matrix rests on ------------------------------------------------------------------

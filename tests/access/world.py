@@ -1,6 +1,7 @@
 """The world the access tests act in: one gateway on the remote catalog that also trusts a test
 identity provider, projects `alpha` and `beta` with one API key per role in each, and a client
-of the gateway's HTTP API that remembers every API key it saw handed out.
+of the gateway's HTTP API that remembers every API key it saw handed out. `alpha` keeps content
+(so it stores Responses API responses, which the matrix reads and deletes); `beta` keeps none.
 
 Everything here is made once per session through the admin API with the bootstrap key (the
 owner). Nothing made here is changed afterwards: tests that mutate make their own projects and
@@ -27,6 +28,9 @@ HOME = "alpha"
 OTHER = "beta"
 KEY_ROLES = (Role.ADMIN, Role.DEVELOPER, Role.VIEWER, Role.AUDITOR)
 CHAT = {"model": "acme-small", "messages": [{"role": "user", "content": "Say hi."}]}
+RESPONSE = {"model": "acme-small", "input": "Say hi."}
+# Days HOME keeps content: long enough to outlive the session.
+HOME_RETENTION_DAYS = 1
 REVOKE = "/admin/projects/{project}/keys/{key_id}/revoke"
 ROTATE = "/admin/projects/{project}/keys/{key_id}/rotate"
 MEMBER = "/admin/projects/{project}/members/{subject}"
@@ -171,6 +175,16 @@ class World:
             self._served = served
         return self._served
 
+    def stored_response_id(self) -> str:
+        """A fresh response stored in HOME (which keeps content), made by its developer."""
+        developer = self.credential(Role.DEVELOPER)
+        answer = self.api.call("POST", "/v1/responses", developer, json=RESPONSE)
+        assert answer.status_code == 200, answer.text
+        response: dict[str, Any] = answer.json()
+        # Stored before the answer left: it can be read back at once.
+        assert response["store"] is True, response
+        return str(response["id"])
+
     def audit_events(self) -> list[dict[str, Any]]:
         """Every audit record, oldest first, read through GET /admin/audit as the owner."""
         events: list[dict[str, Any]] = []
@@ -195,8 +209,8 @@ def build_world(gateway: GatewayProcess, identity: IdentityProvider) -> World:
     assert gateway.admin_key is not None
     world = World(gateway, api, identity, Credential.bearer("owner", gateway.admin_key))
     world.expiring_until = datetime.now(UTC) + EXPIRING_KEY_LIFETIME
-    for project in (HOME, OTHER):
-        world.create_project(id=project)
+    world.create_project(id=HOME, content_retention_days=HOME_RETENTION_DAYS)
+    world.create_project(id=OTHER)
     world.expiring = world.minted_credential(
         HOME, role="admin", expires_at=world.expiring_until.isoformat()
     )

@@ -160,6 +160,48 @@ def test_malformed_json_and_non_object_bodies(gateway: GatewayProcess) -> None:
     assert_error_shape(post(gateway, b""), 400, "invalid_json")
 
 
+def test_an_integer_beyond_64_bits_is_invalid_json_on_every_surface(
+    gateway: GatewayProcess,
+) -> None:
+    """Found by fuzzing: such an integer in a schema's enum reached an encoder that cannot
+    write it, a 500."""
+    schema = b'{"type": "string", "enum": [123456789012345678901234567890]}'
+    chat = (
+        b'{"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], '
+        b'"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": '
+        + schema
+        + b"}}}"
+    )
+    error = assert_error_shape(post(gateway, chat), 400, "invalid_json")
+    assert "64 bits" in str(error["message"])
+    responses = (
+        b'{"model": "smollm2", "input": "hi", "text": {"format": {"type": "json_schema", '
+        b'"name": "x", "schema": ' + schema + b"}}}"
+    )
+    answer = httpx.post(
+        f"{gateway.base_url}/v1/responses",
+        content=responses,
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+    )
+    assert_error_shape(answer, 400, "invalid_json")
+    messages = (
+        b'{"model": "smollm2", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}],'
+        b' "tools": [{"name": "t", "input_schema": {"type": "object", "properties": {"a": '
+        + schema
+        + b"}}}]}"
+    )
+    answer = httpx.post(
+        f"{gateway.base_url}/v1/messages",
+        content=messages,
+        headers={"x-api-key": gateway.admin_key or "", "anthropic-version": "2023-06-01"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    # A long run of digits inside a string is just text.
+    fine = chat.replace(b"[123456789012345678901234567890]", b'["123456789012345678901234567890"]')
+    assert post(gateway, fine).status_code == 200
+
+
 def test_missing_model_names_model(gateway: GatewayProcess) -> None:
     error = assert_error_shape(post(gateway, b'{"messages": []}'), 400, "invalid_parameter")
     assert error["param"] in ("model", "messages")

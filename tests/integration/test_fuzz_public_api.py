@@ -1,8 +1,9 @@
 """Property-based requests to the public surfaces (chat, embeddings, Azure AI Inference, Azure
-OpenAI): bodies shaped like real requests with random values, types and schemas in every field,
-against a gateway with a remote deployment on a fake upstream and the bundled local model.
-Whatever arrives, the answer is never a server error: a 2xx, or a 4xx in the OpenAI error shape,
-and a stream never ends in an internal error. Bounded in examples, so it runs in about a minute.
+OpenAI, Responses, Anthropic Messages): bodies shaped like real requests with random values,
+types and schemas in every field, against a gateway with a remote deployment on a fake upstream
+and the bundled local model. Whatever arrives, the answer is never a server error: a 2xx, or a
+4xx in the surface's error shape (OpenAI's; Anthropic's on `/v1/messages`), and a stream never
+ends in an internal error. Bounded in examples, so it runs in about two minutes.
 """
 
 from __future__ import annotations
@@ -130,6 +131,117 @@ chat_bodies = st.fixed_dictionaries(
         "user": st.text(max_size=8),
     },
 )
+input_items = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["message", "function_call", "function_call_output", "x"]),
+            "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+            "content": st.text(max_size=30)
+            | st.lists(
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["input_text", "output_text", "input_image"])},
+                    optional={"text": st.text(max_size=20) | json_values},
+                ),
+                max_size=2,
+            )
+            | json_values,
+            "call_id": st.text(max_size=6),
+            "name": st.text(max_size=8),
+            "arguments": st.text(max_size=20) | json_values,
+            "output": st.text(max_size=20) | json_values,
+        },
+    ),
+    max_size=4,
+)
+response_bodies = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(MODELS) | st.text(max_size=8),
+        "input": st.text(max_size=40) | input_items | json_values,
+    },
+    optional={
+        "instructions": st.text(max_size=20) | json_values,
+        "max_output_tokens": st.integers(-3, 12) | json_values,
+        "temperature": st.floats(-1, 3),
+        "top_p": st.floats(-1, 2),
+        "stream": st.booleans(),
+        "store": st.booleans() | json_values,
+        "previous_response_id": st.text(max_size=12),
+        "metadata": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)
+        | json_values,
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["function", "web_search"]), "name": st.text(max_size=8)},
+                optional={"parameters": schemas, "strict": st.booleans()},
+            ),
+            max_size=2,
+        )
+        | json_values,
+        "tool_choice": st.sampled_from(["auto", "none", "required"]) | json_values,
+        "text": st.fixed_dictionaries(
+            {
+                "format": st.fixed_dictionaries(
+                    {"type": st.sampled_from(["text", "json_object", "json_schema"])},
+                    optional={"name": st.text(max_size=6), "schema": schemas},
+                )
+                | json_values
+            }
+        )
+        | json_values,
+    },
+)
+blocks = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "tool_use", "tool_result", "image", "x"])},
+        optional={
+            "text": st.text(max_size=20) | json_values,
+            "id": st.text(max_size=6),
+            "name": st.text(max_size=8),
+            "input": json_values,
+            "tool_use_id": st.text(max_size=6),
+            "content": st.text(max_size=10) | json_values,
+        },
+    ),
+    max_size=3,
+)
+message_bodies = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(MODELS) | st.text(max_size=8),
+        "messages": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "role": st.sampled_from(["user", "assistant", "system"]),
+                    "content": st.text(max_size=30) | blocks | json_values,
+                }
+            ),
+            max_size=4,
+        )
+        | json_values,
+    },
+    optional={
+        "max_tokens": st.integers(-3, 12) | json_values,
+        "system": st.text(max_size=20) | blocks | json_values,
+        "temperature": st.floats(-1, 3),
+        "top_k": st.integers(-2, 50),
+        "stop_sequences": st.lists(st.text(max_size=3), max_size=6) | json_values,
+        "stream": st.booleans(),
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.text(max_size=8)},
+                optional={"input_schema": schemas, "description": st.text(max_size=8)},
+            ),
+            max_size=2,
+        )
+        | json_values,
+        "tool_choice": st.fixed_dictionaries(
+            {"type": st.sampled_from(["auto", "any", "tool", "none", "x"])},
+            optional={"name": st.text(max_size=8)},
+        )
+        | json_values,
+        "metadata": st.fixed_dictionaries({}, optional={"user_id": st.text(max_size=8)})
+        | json_values,
+    },
+)
 embedding_bodies = st.fixed_dictionaries(
     {"model": st.sampled_from(MODELS), "input": st.text(max_size=30) | json_values},
     optional={
@@ -171,8 +283,9 @@ def call(
 ) -> None:
     if isinstance(body, dict) and body.get("model") == "smollm2":
         # The local model really generates: keep each example short.
-        if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] > 8:
-            body["max_tokens"] = 8
+        limit = "max_output_tokens" if path == "/v1/responses" else "max_tokens"
+        if not isinstance(body.get(limit), int) or body[limit] > 8:
+            body[limit] = 8
         body.pop("n", None)
     with httpx.stream(
         "POST",
@@ -190,10 +303,15 @@ def call(
         except httpx.RemoteProtocolError:  # a stream cut after an in-band error: allowed
             data = b""
     assert response.status_code < 500, (path, response.status_code, data[:300], body)
-    if response.status_code >= 400:
+    if response.status_code >= 400 and path == "/v1/messages":
+        answer = orjson.loads(data)
+        assert answer["type"] == "error", answer
+        assert set(answer["error"]) >= {"type", "message"}, answer
+    elif response.status_code >= 400:
         error = orjson.loads(data)["error"]
         assert set(error) == {"message", "type", "param", "code"}, error
     assert b'"internal_error"' not in data, (path, data[:300], body)
+    assert b'"api_error"' not in data, (path, data[:300], body)
 
 
 # Derandomized: the same examples every run, so CI is stable; pass --hypothesis-seed to explore.
@@ -230,6 +348,22 @@ def test_embeddings_never_answer_with_a_server_error(
 ) -> None:
     call(fuzz_gateway, "/v1/embeddings", body)
     call(fuzz_gateway, "/models/embeddings?api-version=2024-10-21", body)
+
+
+@settings(FUZZ, max_examples=EXAMPLES // 2)
+@given(body=response_bodies)
+def test_responses_never_answer_with_a_server_error(
+    fuzz_gateway: GatewayProcess, body: dict[str, Any]
+) -> None:
+    call(fuzz_gateway, "/v1/responses", body)
+
+
+@settings(FUZZ, max_examples=EXAMPLES // 2)
+@given(body=message_bodies)
+def test_anthropic_messages_never_answer_with_a_server_error(
+    fuzz_gateway: GatewayProcess, body: dict[str, Any]
+) -> None:
+    call(fuzz_gateway, "/v1/messages", body, {"anthropic-version": "2023-06-01"})
 
 
 def test_the_generators_make_varied_bodies() -> None:

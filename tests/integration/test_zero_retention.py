@@ -292,6 +292,64 @@ def test_no_prompt_completion_or_key_is_kept_anywhere(retention_gateway: Gateway
     ) as leaving:
         next(leaving.iter_lines())
 
+    # The Responses and Anthropic Messages surfaces: answers, streams (a default project keeps
+    # no content, so nothing may be stored), a continuation it cannot have, and bad requests.
+    client.responses.create(
+        model=MODEL, instructions=planted.new("RINSTR"), input=planted.new("RPROMPT"),
+        max_output_tokens=8,
+    )  # fmt: skip
+    for _ in client.responses.create(
+        model=MODEL, input=planted.new("RSTREAM"), max_output_tokens=8, stream=True
+    ):
+        pass
+    post(
+        "/v1/responses",
+        {"model": MODEL, "input": planted.new("RPREV"), "previous_response_id": "resp_x"},
+        user,
+    )
+    post(
+        "/v1/responses",
+        {"model": MODEL, "input": "x", "reasoning": {"effort": planted.new("RFIELD")}},
+        user,
+    )
+    anthropic_user = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    post(
+        "/v1/messages",
+        {
+            "model": MODEL, "max_tokens": 8, "system": planted.new("ASYSTEM"),
+            "messages": [{"role": "user", "content": planted.new("APROMPT")}],
+        },
+        anthropic_user,
+    )  # fmt: skip
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/messages",
+        json={
+            "model": MODEL, "max_tokens": 8, "stream": True,
+            "messages": [{"role": "user", "content": planted.new("ASTREAM")}],
+        },
+        headers=anthropic_user,
+    ) as streamed:  # fmt: skip
+        assert streamed.status_code == 200
+        streamed.read()
+    post(
+        "/v1/messages",
+        {"model": MODEL, "messages": [{"role": "user", "content": planted.new("ANOMAX")}]},
+        anthropic_user,
+    )
+    post(
+        "/v1/messages/count_tokens",
+        {"model": MODEL, "messages": [{"role": "user", "content": planted.new("ACOUNT")}]},
+        anthropic_user,
+    )
+    forged = key[:-8] + secrets.token_urlsafe(6)[:8]
+    planted.secret.append(forged)
+    post(
+        "/v1/messages",
+        {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]},
+        {"x-api-key": forged},
+    )
+
     # Credentials that fail: unknown admin-shaped key, forged project key, revoked key, a JWT.
     for credential in (
         "myd-admin-" + planted.new("ADMINGUESS"),
@@ -314,6 +372,10 @@ def test_no_prompt_completion_or_key_is_kept_anywhere(retention_gateway: Gateway
     kept = openai.OpenAI(base_url=f"{url}/v1", api_key=kept_key, max_retries=0)
     kept.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": kept_prompt}], max_tokens=4
+    )
+    # ... and its stored responses, which the next turn may continue from.
+    kept.responses.create(
+        model=MODEL, input=planted.new("KEPTRESPONSE", kept=True), max_output_tokens=4
     )
 
     wait_for(lambda: not missing(planted.kept, gateway), "the opted-in content was never written")

@@ -18,6 +18,7 @@ from modelyard.testing.fake_upstream import (
 )
 from tests.remote.fixtures import UPSTREAM_SECRET
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import ledger_rows
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -155,6 +156,32 @@ def test_upstream_without_usage_still_answers(
     assert completion.usage is not None
     assert completion.usage.completion_tokens == 4  # estimated: 14 characters
     assert completion.usage.prompt_tokens > 0
+
+
+def test_an_answer_without_choices_is_a_502_and_is_still_recorded_once(
+    remote_gateway: GatewayProcess, remote_client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    body = completion_body()
+    body["choices"] = []
+    body["usage"] = {"prompt_tokens": 7, "completion_tokens": 0, "total_tokens": 7}
+    upstream.enqueue(JsonReply(body), JsonReply(body))  # the second for a retryable attempt
+    with pytest.raises(openai.APIStatusError) as caught:
+        remote_client.chat.completions.create(model="acme-large", messages=HELLO)
+    assert caught.value.status_code == 502
+    request_id = caught.value.response.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while not (
+        rows := [r for r in ledger_rows(remote_gateway, "default") if r["request_id"] == request_id]
+    ):
+        assert time.monotonic() < deadline, "the failed request was never recorded"
+        time.sleep(0.05)
+    [row] = rows
+    assert row["status"] == 502
+    attempts = (
+        row["attempts"] if isinstance(row["attempts"], list) else orjson.loads(row["attempts"])
+    )
+    # Each attempt is billed the 7 prompt tokens its upstream said it read, once.
+    assert row["prompt_tokens"] == 7 * len(attempts)
 
 
 def test_incremental_tool_call_deltas_arrive_as_one_complete_call(

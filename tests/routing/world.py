@@ -189,8 +189,8 @@ class ScriptedUpstream(FakeUpstream):
         self.served: list[Served] = []
         self._script = script
 
-    async def _record(self, request: Request) -> tuple[Any, Reply | None]:
-        body, queued = await super()._record(request)
+    async def record(self, request: Request) -> tuple[Any, Reply | None]:
+        body, queued = await super().record(request)
         # No await since the request was recorded: `requests` and `served` stay in step.
         reply = queued if queued is not None else self._script(len(self.requests) - 1, body)
         self.served.append(Served(next(_ARRIVALS), self.name, body, reply))

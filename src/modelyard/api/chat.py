@@ -1,6 +1,7 @@
 """Answering a chat request once a surface has parsed it: JSON or SSE, shared by the OpenAI,
 Azure AI Inference and Azure OpenAI routes (they differ only in how they read the request and
-whether a stream may carry an in-band error event)."""
+how their streams are framed); and waiting on work unless the client leaves, which every
+surface does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from modelyard.api.sse import EventStreamResponse
+from modelyard.api.sse import CHAT_COMPLETIONS, EventStreamResponse, Framing
 from modelyard.auth.principal import Principal
 from modelyard.errors import CLIENT_CLOSED_STATUS
 from modelyard.protocol.chat import ChatCompletionRequest
@@ -28,7 +29,7 @@ async def respond_chat(
     body: ChatCompletionRequest,
     principal: Principal,
     *,
-    error_events: bool = True,
+    framing: Framing = CHAT_COMPLETIONS,
     deployment_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response | EventStreamResponse:
@@ -45,7 +46,7 @@ async def respond_chat(
         return EventStreamResponse(
             run.chunks(),
             {**run.headers(), **(headers or {})},
-            error_events=error_events,
+            framing=framing,
             on_disconnect=run.abandon,
         )
     completion = await unless_disconnected(run.complete(), request.receive, run.abandon)

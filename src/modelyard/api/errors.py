@@ -1,9 +1,18 @@
-"""The only renderer of errors: every failure becomes the OpenAI error shape.
+"""The only renderer of errors: every failure becomes the OpenAI error shape,
 
     {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
 
-`Retry-After` is sent on 429 and 503 only: the Azure SDK retries any status that carries it
-(CLIENTS.md gotcha 18). Unexpected exceptions become a 500 that says nothing about their cause
+except on the Anthropic Messages surface (paths under `/v1/messages`, and `/v1/models` asked
+with an `anthropic-version` header), where it becomes Anthropic's, with a `request-id` header:
+
+    {"type": "error", "error": {"type": ..., "message": ...,
+                                "details": {"error_code": ..., "param": ...}},
+     "request_id": ...}
+
+There 503s are sent as 529 `overloaded_error`, the status Anthropic's SDK knows as overload.
+
+`Retry-After` is sent on 429 and 503 (529) only: the Azure SDK retries any status that carries
+it (CLIENTS.md gotcha 18). Unexpected exceptions become a 500 that says nothing about their cause
 (`api/middleware.py`, `UnexpectedErrorMiddleware`).
 """
 
@@ -13,6 +22,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from modelyard.audit.events import AuditEvent
 from modelyard.errors import (
@@ -24,8 +34,23 @@ from modelyard.errors import (
     RouteNotFound,
 )
 from modelyard.policy.access import AccessDenied
+from modelyard.protocol.anthropic_output import error_object
 
 MAX_RETRY_AFTER_S = 120
+ANTHROPIC_OVERLOADED = 529
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    504: "timeout_error",
+    ANTHROPIC_OVERLOADED: "overloaded_error",
+}
 
 
 def error_body(error: ModelyardError) -> bytes:
@@ -41,15 +66,47 @@ def error_body(error: ModelyardError) -> bytes:
     )
 
 
-def error_response(error: ModelyardError) -> Response:
+def anthropic_shaped(scope: Scope) -> bool:
+    """Whether this request is answered in the Anthropic Messages API's shapes."""
+    path: str = scope.get("path", "")
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return True
+    return (path == "/v1/models" or path.startswith("/v1/models/")) and any(
+        name == b"anthropic-version" for name, _ in scope.get("headers", ())
+    )
+
+
+def anthropic_status(error: ModelyardError) -> int:
+    return ANTHROPIC_OVERLOADED if error.status == 503 else error.status
+
+
+def anthropic_error_body(error: ModelyardError, request_id: str | None = None) -> bytes:
+    status = anthropic_status(error)
+    error_type = ANTHROPIC_TYPES.get(
+        status, "invalid_request_error" if status < 500 else "api_error"
+    )
+    return orjson.dumps(
+        error_object(error_type, error.message, error.code, error.param, request_id)
+    )
+
+
+def error_response(error: ModelyardError, scope: Scope | None = None) -> Response:
+    """The error's answer, in the shape of the surface `scope` (the request) belongs to."""
+    anthropic = scope is not None and anthropic_shaped(scope)
+    status = anthropic_status(error) if anthropic else error.status
     headers = dict(error.headers)
-    if error.status in (429, 503):
+    if status in (429, 503, ANTHROPIC_OVERLOADED):
         retry_after = min(error.retry_after_s or 1, MAX_RETRY_AFTER_S)
         headers["retry-after"] = str(retry_after)
         headers["retry-after-ms"] = str(retry_after * 1000)
-    return Response(
-        error_body(error), status_code=error.status, headers=headers, media_type="application/json"
-    )
+    if scope is not None and anthropic:
+        request_id = scope.get("state", {}).get("request_id")
+        body = anthropic_error_body(error, request_id)
+        if request_id is not None:
+            headers["request-id"] = request_id
+    else:
+        body = error_body(error)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
@@ -62,9 +119,10 @@ async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
                 "The gateway cannot record refusals for now: its audit log is behind (the "
                 "database is slow or away). Retry shortly.",
                 retry_after_s=2,
-            )
+            ),
+            request.scope,
         )
-    return error_response(exc)
+    return error_response(exc, request.scope)
 
 
 def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenied) -> bool:
@@ -100,6 +158,9 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         return error_response(
-            MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+            MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."),
+            request.scope,
         )
-    return error_response(RouteNotFound(f"No route {request.method} {request.url.path}."))
+    return error_response(
+        RouteNotFound(f"No route {request.method} {request.url.path}."), request.scope
+    )

@@ -2,11 +2,11 @@
 
 - `RequestIdMiddleware` gives every request an id (`x-request-id` on every response, errors
   included) that also names its completion and its log lines.
-- `UnexpectedErrorMiddleware` turns an exception no handler took into a 500 in the OpenAI
-  shape. It logs the exception's class, the request id and where in the code it was raised, never
-  its text: exception texts can quote the request (pydantic's do), and zero retention means no
-  prompt reaches a log. It also keeps the exception from the server, which would log its
-  traceback, texts included.
+- `UnexpectedErrorMiddleware` turns an exception no handler took into a 500 in the shape of
+  the request's surface (`api/errors.py`). It logs the exception's class, the request id and
+  where in the code it was raised, never its text: exception texts can quote the request
+  (pydantic's do), and zero retention means no prompt reaches a log. It also keeps the
+  exception from the server, which would log its traceback, texts included.
 - `BodyLimitMiddleware` refuses bodies over the limit with 413 without buffering them: at once
   when `Content-Length` says so, otherwise as soon as the streamed bytes pass the limit.
 """
@@ -19,7 +19,7 @@ import traceback
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.api.errors import error_body
+from modelyard.api.errors import error_response
 from modelyard.errors import BodyTooLarge, InternalError
 
 log = logging.getLogger(__name__)
@@ -84,22 +84,10 @@ class UnexpectedErrorMiddleware:
             )
             if started:
                 return  # the response is under way; it ends here, and the connection with it
-            body = error_body(
-                InternalError(
-                    "The gateway hit an internal error; the request id identifies it in the logs."
-                )
+            error = InternalError(
+                "The gateway hit an internal error; the request id identifies it in the logs."
             )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await error_response(error, scope)(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -114,7 +102,7 @@ class BodyLimitMiddleware:
         limit = self.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
                 return
         received = 0
 
@@ -134,17 +122,7 @@ class BodyLimitMiddleware:
             f"The request body is larger than this gateway's limit of {self.max_body_bytes} bytes."
         )
 
-    async def _refuse(self, send: Send) -> None:
-        body = error_body(BodyTooLarge(self._message()))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(BodyTooLarge(self._message()), scope)
+        response.headers["connection"] = "close"
+        await response(scope, receive, send)

@@ -3,6 +3,7 @@ parameter (`messages[0].role`) and never echoes the prompt back."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, TypeVar
 
@@ -22,9 +23,15 @@ _NOT_FINITE = (
     "The request body is not valid JSON: NaN, Infinity and numbers too large for a double are "
     "not JSON numbers."
 )
-# What pydantic's parser accepts but JSON does not (NaN, Infinity, 1e400): bodies that contain
-# such text are checked by a strict parser; others skip the second parse.
-_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[0-9][eE][+-]?[0-9]{3}")
+_TOO_LONG_INTEGER = (
+    "The request body holds an integer beyond 64 bits; no parameter takes one (send it as a "
+    "string or a float)."
+)
+# What pydantic's parser accepts but JSON does not (NaN, Infinity, 1e400), and integers no
+# encoder on the way to a model can write: bodies that contain such text are checked by a
+# strict parser; others skip the second parse.
+_MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[0-9][eE][+-]?[0-9]{3}|[0-9]{19}")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 async def read_model(request: Request, model: type[M], unsupported: frozenset[str]) -> M:
@@ -64,6 +71,18 @@ def _require_finite(body: bytes) -> None:
         orjson.loads(body)
     except orjson.JSONDecodeError:
         raise MalformedJson(_NOT_FINITE) from None
+    if _LONG_DIGITS.search(body) is not None:
+        try:
+            json.loads(body, parse_int=_int64)  # digits in strings match too: parse to know
+        except ValueError:
+            raise MalformedJson(_TOO_LONG_INTEGER) from None
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(text)
+    return value
 
 
 def _unexpected(extras: dict[str, Any], unsupported: frozenset[str]) -> UnsupportedParameter:

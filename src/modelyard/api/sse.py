@@ -1,10 +1,11 @@
-"""Server-sent events for streamed completions, framed the way every SDK accepts.
+"""Server-sent events for streamed answers, framed the way each surface's SDKs accept.
 
-Only `data: <json>\n\n` lines, `\n` endings, no comments and no `event:` lines (the Azure SDK
-raises on anything else). A client that disconnects cancels the producer, which stops
-generation. An error after the first byte is sent as one `data: {"error": ...}` event (where the
-surface allows it) and then the connection is dropped without `[DONE]`, the one ending every SDK
-reports as a failure.
+Chat completions: only `data: <json>\n\n` lines, `\n` endings, no comments and no `event:` lines
+(the Azure SDK raises on anything else), then `data: [DONE]`. The Anthropic and Responses
+surfaces name each event (`event: <type>`) and send no `[DONE]`. A client that disconnects
+cancels the producer, which stops generation. An error after the first byte is sent as one
+error event (where the surface allows it) and then the connection is dropped without the
+stream's normal end, the one ending every SDK reports as a failure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,24 +28,54 @@ log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 
 
-def encode_event(payload: Mapping[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
+def _openai_error_event(error: ModelyardError) -> bytes:
+    return b"data: " + error_body(error) + b"\n\n"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How one surface frames its stream."""
+
+    # An `event: <payload type>` line before each data line (the Anthropic SDK skips events
+    # without one; the Responses SDK accepts both).
+    named: bool = False
+    # Sent after the last event of a stream that ended well; empty for none.
+    done: bytes = DONE
+    # The in-band event for a failure after the first byte; None where the surface's SDK
+    # raises on anything unexpected (the stream then just ends without `done`).
+    error_event: Callable[[ModelyardError], bytes] | None = _openai_error_event
+
+    def encode(self, payload: Mapping[str, Any]) -> bytes:
+        if self.named:
+            name = str(payload["type"]).encode()
+            return b"event: " + name + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+CHAT_COMPLETIONS = Framing()
+# Azure AI Inference's SDK raises on any event that is not a chunk.
+AZURE_INFERENCE = Framing(error_event=None)
+
+
+# What a surface's producer yields: one event, or several made at once (sent in one write).
+Payload = Mapping[str, Any]
+Batch = Payload | Sequence[Payload]
 
 
 class EventStreamResponse:
     def __init__(
         self,
-        events: AsyncIterator[Mapping[str, Any]],
+        events: AsyncIterator[Batch],
         headers: Mapping[str, str] | None = None,
         *,
-        error_events: bool = True,
+        framing: Framing = CHAT_COMPLETIONS,
         on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self._events = events
         self._headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
         ]
-        self._error_events = error_events
+        self._framing = framing
         self._on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,10 +108,15 @@ class EventStreamResponse:
 
     async def _pump(self, send: Send) -> None:
         try:
-            async for payload in self._events:
-                await send(
-                    {"type": "http.response.body", "body": encode_event(payload), "more_body": True}
-                )
+            encode = self._framing.encode
+            async for batch in self._events:
+                if isinstance(batch, list):
+                    if not batch:
+                        continue
+                    body = b"".join([encode(payload) for payload in batch])
+                else:
+                    body = encode(batch)  # type: ignore[arg-type]
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         except OSError:
             return  # the client went away mid-write
         except ModelyardError as exc:
@@ -89,16 +126,18 @@ class EventStreamResponse:
             log.exception("stream producer failed")
             await self._send_error(send, InternalError("The stream failed inside the gateway."))
             return
-        await send({"type": "http.response.body", "body": DONE, "more_body": True})
+        done = self._framing.done
+        if done:
+            await send({"type": "http.response.body", "body": done, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_error(self, send: Send, error: ModelyardError) -> None:
-        if self._error_events:
+        if self._framing.error_event is not None:
             with contextlib.suppress(OSError):
                 await send(
                     {
                         "type": "http.response.body",
-                        "body": b"data: " + error_body(error) + b"\n\n",
+                        "body": self._framing.error_event(error),
                         "more_body": True,
                     }
                 )

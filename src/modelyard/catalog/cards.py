@@ -89,6 +89,8 @@ class Upstream:
     # Azure upstreams only: which Azure API, and its api-version.
     flavor: str | None = None  # "azure_openai" | "ai_inference"
     api_version: str | None = None
+    # Bedrock upstreams only: the AWS region requests are signed for.
+    aws_region: str | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ class _UpstreamEntry(_Strict):
     total_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 600.0
     flavor: Literal["azure_openai", "ai_inference"] | None = None
     api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$")] | None = None
+    # Bedrock only: the AWS region its requests are signed for.
+    aws_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] | None = None
 
     def build(self) -> Upstream:
         return Upstream(
@@ -118,13 +120,22 @@ class _UpstreamEntry(_Strict):
             total_timeout_s=self.total_timeout_s,
             flavor=self.flavor,
             api_version=self.api_version,
+            aws_region=self.aws_region,
         )
 
 
 class _DeploymentEntry(_Strict):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     model: str
-    provider: Literal["llamacpp", "sentence_transformers", "openai_compat", "azure"]
+    provider: Literal[
+        "llamacpp",
+        "sentence_transformers",
+        "openai_compat",
+        "azure",
+        "anthropic",
+        "cohere",
+        "bedrock",
+    ]
     region: str
     price: _PriceEntry
     limits: _LimitsEntry = _LimitsEntry()
@@ -212,6 +223,8 @@ def _build(path: Path, parsed: _CatalogFile) -> Catalog:
             dep.upstream.flavor is None or not dep.upstream.api_version
         ):
             raise CatalogError(f"{where}: upstream: provider 'azure' needs flavor and api_version")
+        elif dep.provider == "bedrock" and dep.upstream.aws_region is None:
+            raise CatalogError(f"{where}: upstream: provider 'bedrock' needs aws_region")
         deployments.append(
             Deployment(
                 id=dep.id,

@@ -295,3 +295,19 @@ feedback = Table(
     Column("labels", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# -- stored responses ----------------------------------------------------------------------
+
+# Responses API answers of projects that keep content (`serving/stored_responses.py`): the
+# response object, its input items and the conversation a later turn continues, as compact JSON.
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+    Column("response", LargeBinary, nullable=False),
+    Column("input_items", LargeBinary, nullable=False),
+    Column("conversation", LargeBinary, nullable=False),
+)

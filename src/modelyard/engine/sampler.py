@@ -39,6 +39,8 @@ class Sampler:
         if sampling.temperature <= 0.0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
+            if sampling.top_k > 0:
+                add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
             add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))

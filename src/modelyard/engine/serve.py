@@ -28,6 +28,7 @@ from typing import Any
 from modelyard.engine import cpu_backend
 from modelyard.engine.wire import (
     ChannelClosed,
+    CountCommand,
     EngineConfig,
     EngineInfo,
     GenerateCommand,
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
     model, grammars, scheduler, info = runtime
     channel.send([["ready", info.to_wire()]])
     scheduler.set_emit(channel.send)
-    admissions: queue.Queue[GenerateCommand | None] = queue.Queue()
+    admissions: queue.Queue[GenerateCommand | CountCommand | None] = queue.Queue()
     threading.Thread(target=grammars.build_tokenizer, name="grammar-tokenizer", daemon=True).start()
     threading.Thread(
         target=_admit_loop, args=(admissions, model, grammars, scheduler, channel), daemon=True
@@ -143,6 +144,9 @@ def _read_loop(channel: Channel, admissions: queue.Queue[Any], scheduler: Any) -
             command = read_frame(channel.sock)
             if command.get("op") == "generate":
                 admissions.put(GenerateCommand.from_wire(command))
+            elif command.get("op") == "count":
+                # Tokenized on the admission thread: the tokenizer's buffer is not shared.
+                admissions.put(CountCommand.from_wire(command))
             elif command.get("op") == "cancel":
                 scheduler.cancel(int(command["id"]))
     except (ChannelClosed, OSError):
@@ -154,7 +158,7 @@ def _read_loop(channel: Channel, admissions: queue.Queue[Any], scheduler: Any) -
 
 
 def _admit_loop(
-    admissions: queue.Queue[GenerateCommand | None],
+    admissions: queue.Queue[GenerateCommand | CountCommand | None],
     model: Any,
     grammars: Any,
     scheduler: Any,
@@ -163,6 +167,9 @@ def _admit_loop(
     from modelyard.engine.admission import RequestRejected, admit
 
     while (command := admissions.get()) is not None:
+        if isinstance(command, CountCommand):
+            channel.send([_count(model, command)])
+            continue
         try:
             admitted = admit(model, grammars, command)
         except RequestRejected as rejected:
@@ -176,6 +183,16 @@ def _admit_loop(
             continue
         channel.send([["admitted", command.id, len(admitted.prompt)]])
         scheduler.submit(admitted)
+
+
+def _count(model: Any, command: CountCommand) -> list[Any]:
+    """The tokens a generation of this prompt would evaluate (what its usage reports)."""
+    try:
+        tokens = model.tokenizer.tokenize(command.pieces, model.add_bos)
+    except Exception as exc:
+        log.error("counting request %d failed (%s)", command.id, type(exc).__name__)
+        return ["rejected", command.id, "internal_error", "counting failed", {}]
+    return ["counted", command.id, len(tokens)]
 
 
 def _die_with_parent() -> None:

@@ -17,6 +17,8 @@ events go out together, in one write). Events are short lists whose first item n
                                                     was cancelled (prompt_tokens then counts
                                                     only what was evaluated)
     ["failed", id, code, message, prompt_tokens, completion_tokens]
+    ["counted", id, prompt_tokens]                  a `count` command's answer: the tokens the
+                                                    prompt would take, nothing generated
 
 This module holds no native code: the gateway imports it without loading llama.cpp.
 """
@@ -99,6 +101,7 @@ class Sampling:
     presence_penalty: float
     frequency_penalty: float
     seed: int
+    top_k: int = 0  # 0: every token stays a candidate
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,23 @@ class GenerateCommand:
         fields["pieces"] = [(text, bool(content)) for text, content in fields["pieces"]]
         fields["sampling"] = Sampling(**fields["sampling"])
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class CountCommand:
+    """Tokenize a rendered prompt as a generation would and answer its length; a failure is
+    answered as a `rejected` event."""
+
+    id: int
+    pieces: list[tuple[str, bool]]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"op": "count", **asdict(self)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> CountCommand:
+        pieces = [(text, bool(content)) for text, content in data["pieces"]]
+        return cls(id=int(data["id"]), pieces=pieces)
 
 
 def cancel_command(request_id: int) -> dict[str, Any]:

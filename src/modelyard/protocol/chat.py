@@ -31,6 +31,10 @@ UNSUPPORTED_PARAMETERS = frozenset(
     }
 )
 
+# Parameters the canonical request carries beyond OpenAI's own (what the Anthropic surface and
+# vLLM-style clients send): the Azure AI Inference surface treats them as extra parameters.
+EXTENSION_PARAMETERS = frozenset({"top_k"})
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -121,6 +125,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    # Not OpenAI's: Anthropic's and vLLM's sampling cut-off, honoured by the local engine.
+    top_k: Annotated[int, Field(ge=1, le=1000)] | None = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
     random_seed: int | None = None  # Mistral's name for `seed`

@@ -81,3 +81,17 @@ class EmbeddingProvider(Provider, Protocol):
     ) -> Embeddings:
         """Embed the request's inputs, or raise (CapabilityUnavailable when it cannot)."""
         ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A chat provider that can count a request's prompt tokens exactly, as its deployment
+    would read them (what `/v1/messages/count_tokens` answers); others are estimated."""
+
+    async def count_prompt_tokens(
+        self,
+        request: ChatCompletionRequest,
+        card: ModelCard,
+        deployment: Deployment,
+        contract: OutputContract,
+    ) -> int: ...

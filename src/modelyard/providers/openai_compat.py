@@ -9,17 +9,14 @@ that arrive as incremental deltas are assembled and emitted complete, the form e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
-from modelyard.catalog.cards import Capability, Deployment, ModelCard
+from modelyard.catalog.cards import Deployment, ModelCard
 from modelyard.errors import ModelyardError, UpstreamFailed, UpstreamStreamBroken
-from modelyard.observability.metrics import MetricSample
 from modelyard.protocol.chat import (
     ChatCompletionRequest,
     estimate_prompt_tokens,
@@ -38,6 +35,8 @@ from modelyard.protocol.generation import (
 )
 from modelyard.providers.credentials import resolve_credential
 from modelyard.providers.dialects import Dialect
+from modelyard.providers.remote_provider import RemoteProvider
+from modelyard.providers.remote_stream import RemoteChatStream, drain
 from modelyard.providers.transport import UpstreamCall, UpstreamTransport
 from modelyard.structured.contract import OutputContract
 
@@ -47,11 +46,11 @@ log = logging.getLogger(__name__)
 GATEWAY_ONLY_FIELDS = frozenset({"random_seed", "safe_prompt"})
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(RemoteProvider):
     def __init__(
         self, deployments: list[Deployment], transport: UpstreamTransport, dialect: Dialect
     ) -> None:
-        self._transport = transport
+        super().__init__(transport)
         self._dialect = dialect
         self._auth_headers: dict[str, dict[str, str]] = {}
         for deployment in deployments:
@@ -59,24 +58,6 @@ class OpenAICompatProvider:
             if deployment.upstream.credential:
                 secret = resolve_credential(deployment.upstream.credential, deployment.id)
                 self._auth_headers[deployment.id] = dialect.auth_headers(secret)
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        await self._transport.aclose()
-
-    def unready(self) -> dict[str, str]:
-        return {}
-
-    def healthy(self, deployment_id: str) -> bool:
-        return True
-
-    def metric_samples(self) -> list[MetricSample]:
-        return []
-
-    def enforced_capabilities(self) -> frozenset[Capability]:
-        return frozenset()
 
     async def embed(
         self, request: EmbeddingsRequest, card: ModelCard, deployment: Deployment
@@ -165,51 +146,15 @@ def upstream_body(request: ChatCompletionRequest, deployment: Deployment) -> dic
     return body
 
 
-class RemoteChatStream:
-    """An upstream answer as events; closing it (client gone) closes the upstream connection."""
-
-    def __init__(self) -> None:
-        self.events: AsyncIterator[ChatEvent] | None = None
-        self._cancelled = False
-        self._usage: Usage | None = None
-        self._usage_callback: Callable[[Usage], None] | None = None
-
-    @property
-    def prompt_tokens(self) -> int:
-        return 0
-
-    def cancel(self) -> None:
-        self._cancelled = True
-
-    def report(self, usage: Usage) -> None:
-        if self._usage is None:
-            self._usage = usage
-            if self._usage_callback is not None:
-                self._usage_callback(usage)
-
-    def on_usage(self, callback: Callable[[Usage], None]) -> None:
-        self._usage_callback = callback
-        if self._usage is not None:
-            callback(self._usage)
-
-    async def __aiter__(self) -> AsyncIterator[ChatEvent]:
-        assert self.events is not None
-        try:
-            async for event in self.events:
-                if self._cancelled:
-                    return
-                yield event
-        finally:
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-
 async def events_from_completion(
     payload: Any, deployment_id: str, prompt_estimate: int, report: Callable[[Usage], None]
 ) -> AsyncIterator[ChatEvent]:
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
+        # Billed for what the upstream says it used (nothing, if it says nothing): a generation
+        # reports once however it ends, or its request is never recorded.
+        payload_usage = payload.get("usage") if isinstance(payload, dict) else None
+        report(_usage(payload_usage) or Usage(0, 0))
         yield Failed(UpstreamFailed(f"Deployment '{deployment_id}' answered without choices."))
         return
     for position, choice in enumerate(choices):
@@ -227,10 +172,6 @@ async def events_from_completion(
         usage = Usage(prompt_estimate, sum(estimate_text_tokens(t) for t in texts), estimated=True)
     report(usage)
     yield Finished(usage)
-
-
-# How long to wait for the end of a stream's body after [DONE] before giving up on reusing it.
-DRAIN_TIMEOUT_S = 1.0
 
 
 async def events_from_stream(
@@ -258,7 +199,7 @@ async def events_from_stream(
                 continue  # blank separators, comments, event: lines
             data = line[5:].strip()
             if data == b"[DONE]":
-                await _drain(lines)
+                await drain(lines)
                 final = usage or Usage(prompt_estimate, content_events, estimated=True)
                 report(final)
                 yield Finished(final)
@@ -289,15 +230,6 @@ async def events_from_stream(
         # Cut, failed or abandoned: count what arrived. Without reported usage each content
         # event is one token, as servers that omit usage (llama.cpp's, TGI) send them.
         report(usage or Usage(prompt_estimate, content_events, estimated=True))
-
-
-async def _drain(lines: AsyncIterator[bytes]) -> None:
-    """Read the body's end after [DONE], so the connection goes back to the pool instead of
-    being closed (with TLS, a new handshake for every stream)."""
-    with contextlib.suppress(TimeoutError, ModelyardError):
-        async with asyncio.timeout(DRAIN_TIMEOUT_S):
-            async for _ in lines:
-                pass
 
 
 def _choice_events(

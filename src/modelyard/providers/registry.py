@@ -3,6 +3,8 @@ embedding provider of a deployment."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from modelyard.catalog.cards import Deployment
 from modelyard.catalog.catalog import Catalog
 from modelyard.errors import InternalError
@@ -77,4 +79,35 @@ def build_registry(catalog: Catalog, settings: Settings) -> ProviderRegistry:
         remote = [d for d in catalog.deployments if d.provider == kind]
         if remote:
             providers[kind] = OpenAICompatProvider(remote, UpstreamTransport(), dialect)
+    for kind, build in NATIVE_API_PROVIDERS.items():
+        remote = [d for d in catalog.deployments if d.provider == kind]
+        if remote:
+            providers[kind] = build(remote, UpstreamTransport())
     return ProviderRegistry(providers)
+
+
+def _anthropic(deployments: list[Deployment], transport: UpstreamTransport) -> Provider:
+    from modelyard.providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(deployments, transport)
+
+
+def _cohere(deployments: list[Deployment], transport: UpstreamTransport) -> Provider:
+    from modelyard.providers.cohere import CohereProvider
+
+    return CohereProvider(deployments, transport)
+
+
+def _bedrock(deployments: list[Deployment], transport: UpstreamTransport) -> Provider:
+    # botocore (SigV4 signing, AWS credentials) is imported only by catalogs that use Bedrock.
+    from modelyard.providers.bedrock import BedrockProvider
+
+    return BedrockProvider(deployments, transport)
+
+
+# Upstreams with an API of their own, each translated to and from the canonical chat request.
+NATIVE_API_PROVIDERS: dict[str, Callable[[list[Deployment], UpstreamTransport], Provider]] = {
+    "anthropic": _anthropic,
+    "cohere": _cohere,
+    "bedrock": _bedrock,
+}

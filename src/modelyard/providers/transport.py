@@ -1,5 +1,6 @@
-"""The shared HTTP transport to remote upstreams, and the one place upstream failures are mapped
-into our error tree.
+"""The shared HTTP transport to remote upstreams; it maps its own failures (unreachable, timed
+out, cut) and OpenAI-shaped upstreams' non-2xx answers into our error tree (the errors' wording
+lives in `upstream_errors.py`; other kinds bring their own `ErrorReader`).
 
 One pooled keep-alive client serves every remote deployment. Each call gets the deployment's
 connect, read (until headers or the whole non-streamed body), idle-stream and total timeouts.
@@ -10,10 +11,8 @@ an upstream says (and never its URL or our credential) reaches the client.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +22,7 @@ from modelyard.catalog.cards import Upstream
 from modelyard.errors import (
     ContextLengthExceeded,
     ModelyardError,
-    RateLimited,
     UpstreamFailed,
-    UpstreamRejected,
     UpstreamStreamBroken,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -38,10 +35,22 @@ from modelyard.providers.http_client import (
     ReadTimeout,
     Response,
 )
+from modelyard.providers.upstream_errors import (
+    credential_refused,
+    failed,
+    rate_limited,
+    rejected,
+    timed_out,
+    too_long,
+    unavailable,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_AFTER_S = 120
+
+# How one upstream kind's non-2xx answer (deployment id, status, headers, body) becomes our
+# error; every kind maps by status and by the fields its API defines, never by free text alone.
+ErrorReader = Callable[[str, int, Mapping[str, str], bytes], ModelyardError]
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,12 @@ class UpstreamCall:
     url: str
     headers: Mapping[str, str]
     body: bytes
+    # OpenAI's error shape unless the provider reads its upstream's own.
+    read_error: ErrorReader | None = None
+
+    def error(self, status: int, headers: Mapping[str, str], body: bytes) -> ModelyardError:
+        reader = self.read_error or status_error
+        return reader(self.deployment_id, status, headers, body)
 
 
 class UpstreamTransport:
@@ -74,7 +89,7 @@ class UpstreamTransport:
         except HttpError as exc:
             raise _transport_error(call, exc) from None
         if response.status >= 300:
-            raise status_error(call.deployment_id, response.status, response.headers, body)
+            raise call.error(response.status, response.headers, body)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -83,8 +98,24 @@ class UpstreamTransport:
             ) from None
 
     async def stream_lines(self, call: UpstreamCall) -> AsyncIterator[bytes]:
-        """POST and yield the lines of a 2xx streamed answer; errors before the first line are
-        raised as they are, later ones as UpstreamStreamBroken/UpstreamTimeout."""
+        """POST and yield the lines of a 2xx streamed answer (SSE); errors as `stream_chunks`."""
+        pending = b""
+        chunks = self.stream_chunks(call)
+        try:
+            async for chunk in chunks:
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield line[:-1] if line.endswith(b"\r") else line
+            if pending:
+                yield pending.rstrip(b"\r")
+        finally:
+            await chunks.aclose()  # abandoned: the connection closes now, not when collected
+
+    async def stream_chunks(self, call: UpstreamCall) -> AsyncGenerator[bytes, None]:
+        """POST and yield the body of a 2xx streamed answer as it arrives (binary framings such
+        as AWS event streams read these); errors before the first chunk are raised as they are,
+        later ones as UpstreamStreamBroken/UpstreamTimeout."""
         upstream = call.upstream
         loop = asyncio.get_running_loop()
         total_deadline = loop.time() + upstream.total_timeout_s
@@ -100,9 +131,8 @@ class UpstreamTransport:
                     body = await response.read(loop.time() + upstream.read_timeout_s)
                 except HttpError as exc:
                     raise _transport_error(call, exc) from None
-                raise status_error(call.deployment_id, response.status, response.headers, body)
+                raise call.error(response.status, response.headers, body)
             # From here on, the idle timeout bounds the silence between reads.
-            pending = b""
             while True:
                 if loop.time() >= total_deadline:
                     raise UpstreamTimeout(
@@ -111,13 +141,8 @@ class UpstreamTransport:
                 deadline = min(total_deadline, loop.time() + upstream.idle_timeout_s)
                 chunk = await response.next_chunk(deadline)
                 if chunk is None:
-                    if pending:
-                        yield pending.rstrip(b"\r")
                     return
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    yield line[:-1] if line.endswith(b"\r") else line
+                yield chunk
         except ReadTimeout:
             raise UpstreamTimeout(
                 f"Deployment '{call.deployment_id}' went silent mid-stream for longer than "
@@ -147,7 +172,7 @@ def _transport_error(call: UpstreamCall, exc: HttpError) -> ModelyardError:
             f"Deployment '{call.deployment_id}' could not be reached in time.", retry_after_s=1
         )
     if isinstance(exc, ReadTimeout):
-        return UpstreamTimeout(f"Deployment '{call.deployment_id}' did not answer in time.")
+        return timed_out(call.deployment_id)
     log.warning("upstream %s unreachable: %s", call.deployment_id, exc)
     return UpstreamUnavailable(
         f"Deployment '{call.deployment_id}' is unreachable.", retry_after_s=1
@@ -168,49 +193,16 @@ def _status_error(
     deployment_id: str, status: int, headers: Mapping[str, str], body: bytes
 ) -> ModelyardError:
     if status == 429:
-        return RateLimited(
-            f"Deployment '{deployment_id}' is rate limited upstream; retry after the delay.",
-            retry_after_s=retry_after_s(headers),
-        )
+        return rate_limited(deployment_id, headers)
     if status in (400, 413) and _upstream_code(body) == ContextLengthExceeded.code:
-        # Another candidate with a larger window may take it: the router's own count was low.
-        return ContextLengthExceeded(
-            f"Deployment '{deployment_id}' found the request too long: {_upstream_message(body)}"
-        )
+        return too_long(deployment_id, _upstream_message(body))
     if status in (400, 404, 413, 422):
-        return UpstreamRejected(
-            f"Deployment '{deployment_id}' rejected the request: {_upstream_message(body)}"
-        )
+        return rejected(deployment_id, _upstream_message(body))
     if status in (401, 403):
-        log.error("upstream %s refused our credential (%d)", deployment_id, status)
-        return UpstreamFailed(f"Deployment '{deployment_id}' refused the gateway's credential.")
+        return credential_refused(deployment_id, status)
     if status == 503:
-        return UpstreamUnavailable(
-            f"Deployment '{deployment_id}' is unavailable.", retry_after_s=retry_after_s(headers)
-        )
-    return UpstreamFailed(f"Deployment '{deployment_id}' failed with status {status}.")
-
-
-def retry_after_s(headers: Mapping[str, str]) -> int:
-    """Seconds from `retry-after-ms`, or `Retry-After` (seconds or HTTP date), capped at 120."""
-    milliseconds = headers.get("retry-after-ms")
-    seconds: float | None = None
-    if milliseconds is not None:
-        try:
-            seconds = float(milliseconds) / 1000
-        except ValueError:
-            seconds = None
-    value = headers.get("retry-after")
-    if seconds is None and value is not None:
-        try:
-            seconds = float(value)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
-            if parsed is not None:
-                seconds = parsed.timestamp() - time.time()
-    if seconds is None:
-        return 1
-    return int(min(max(1, round(seconds + 0.499)), MAX_RETRY_AFTER_S))
+        return unavailable(deployment_id, headers)
+    return failed(deployment_id, status)
 
 
 def _reported_usage(body: bytes) -> tuple[int, int] | None:

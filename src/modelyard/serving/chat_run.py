@@ -36,6 +36,15 @@ from modelyard.structured.validation import validate_content, validate_tool_call
 REPAIR_ATTEMPTS = 1
 
 
+@dataclass(frozen=True)
+class ChatOutcome:
+    """A whole, validated generation: its choices, exact usage and the model that answered."""
+
+    choices: list[ChoiceResult]
+    usage: Usage
+    model: str
+
+
 @dataclass
 class ChatRun:
     completion_id: str
@@ -75,15 +84,23 @@ class ChatRun:
 
     async def complete(self) -> JsonObject:
         """Wait for the whole generation and shape it as one chat.completion."""
+        outcome = await self.outcome()
+        return chat_response.completion(
+            self.completion_id, self.created, outcome.model, outcome.choices, outcome.usage
+        )
+
+    async def outcome(self) -> ChatOutcome:
+        """Wait for the whole generation, checked against its contract: what every surface
+        shapes its non-streamed answer from."""
         try:
-            completion = await self._complete()
+            outcome = await self._outcome()
         except BaseException as exc:
             self.lifecycle.end(ending_for(exc))
             raise
         self.lifecycle.end(Completed())
-        return completion
+        return outcome
 
-    async def _complete(self) -> JsonObject:
+    async def _outcome(self) -> ChatOutcome:
         """Nothing has reached the client yet, so an output that breaks its contract is
         generated once more on the same deployment, then the next candidate is tried; a
         retryable failure goes to the next candidate at once."""
@@ -112,9 +129,7 @@ class ChatRun:
                 self.current = await self._replaced(self.attempts.open_next(after=error))
                 continue
             self._keep([(choice.text, choice.tool_calls) for choice in choices])
-            return chat_response.completion(
-                self.completion_id, self.created, self.card.id, choices, usage
-            )
+            return ChatOutcome(choices, usage, self.card.id)
 
     async def _replaced(self, opening: Awaitable[OpenedAttempt]) -> OpenedAttempt:
         """The next attempt, once the current one's stream is closed."""
@@ -161,12 +176,52 @@ class ChatRun:
         if not choice.tool_calls:
             validate_content(choice.text, self.contract)
 
-    async def chunks(self) -> AsyncIterator[JsonObject]:
-        """The stream as chat.completion.chunk objects; cancels generation if abandoned."""
-        ids = (self.completion_id, self.created, self.card.id)
-        started: set[int] = set()
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        """The generation as it happens, each tool call and each finished choice checked
+        against the contract: what every surface shapes its stream from. Ends with `Finished`,
+        or raises the failure (the surface sends it in-band); cancels generation if abandoned."""
         texts: dict[int, list[str]] = {}
         called: dict[int, list[ToolCallDelta]] = {}
+        count = self.request.choice_count()
+        ending: Ending = ClientLeft()  # unless the stream finishes or fails
+        events = aiter(self.stream)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    texts.setdefault(event.choice, []).append(event.text)
+                elif isinstance(event, ToolCallDelta):
+                    validate_tool_call(event.name, event.arguments, self.contract)
+                    called.setdefault(event.choice, []).append(event)
+                elif isinstance(event, ChoiceFinished):
+                    if event.finish_reason != "length" and event.choice not in called:
+                        validate_content("".join(texts.get(event.choice, [])), self.contract)
+                elif isinstance(event, Finished):
+                    ending = Completed()
+                    self._keep(
+                        [
+                            ("".join(texts.get(i, [])), tuple(called.get(i, [])))
+                            for i in range(count)
+                        ]
+                    )
+                    yield event
+                    return
+                elif isinstance(event, Failed):
+                    self.lifecycle.attempt_failed(self.current.attempt, event.error, ended=False)
+                    raise event.error
+                yield event
+        except BaseException as exc:
+            ending = ending_for(exc)
+            raise
+        finally:
+            # Ended first, so that usage reported by cancelling already knows the client left.
+            self.lifecycle.end(ending)
+            self.stream.cancel()
+            await _aclose(events)
+
+    async def chunks(self) -> AsyncIterator[JsonObject]:
+        """The stream as chat.completion.chunk objects."""
+        ids = (self.completion_id, self.created, self.card.id)
+        started: set[int] = set()
         held_finish: ChoiceFinished | None = None
         last_choice = self.request.choice_count() - 1
 
@@ -176,23 +231,17 @@ class ChatRun:
                 return {"role": "assistant", **delta}
             return delta
 
-        ending: Ending = ClientLeft()  # unless the stream finishes or fails
-        events = aiter(self.stream)
+        events = self.events()
         try:
             async for event in events:
                 if isinstance(event, TextDelta):
-                    texts.setdefault(event.choice, []).append(event.text)
                     delta = opening(event.choice, {"content": event.text})
                     yield chat_response.chunk(*ids, event.choice, delta)
                 elif isinstance(event, ToolCallDelta):
-                    validate_tool_call(event.name, event.arguments, self.contract)
-                    called.setdefault(event.choice, []).append(event)
                     call = chat_response.tool_call_object(event, with_index=True)
                     delta = opening(event.choice, {"content": None, "tool_calls": [call]})
                     yield chat_response.chunk(*ids, event.choice, delta)
                 elif isinstance(event, ChoiceFinished):
-                    if event.finish_reason != "length" and event.choice not in called:
-                        validate_content("".join(texts.get(event.choice, [])), self.contract)
                     if event.choice not in started:
                         yield chat_response.chunk(
                             *ids, event.choice, opening(event.choice, {"content": ""})
@@ -203,26 +252,9 @@ class ChatRun:
                     else:
                         yield chat_response.chunk(*ids, event.choice, {}, event.finish_reason)
                 elif isinstance(event, Finished):
-                    ending = Completed()
-                    self._keep(
-                        [
-                            ("".join(texts.get(i, [])), tuple(called.get(i, [])))
-                            for i in range(last_choice + 1)
-                        ]
-                    )
                     for chunk in self._closing_chunks(held_finish, event.usage):
                         yield chunk
-                    return
-                elif isinstance(event, Failed):
-                    self.lifecycle.attempt_failed(self.current.attempt, event.error, ended=False)
-                    raise event.error
-        except BaseException as exc:
-            ending = ending_for(exc)
-            raise
         finally:
-            # Ended first, so that usage reported by cancelling already knows the client left.
-            self.lifecycle.end(ending)
-            self.stream.cancel()
             await _aclose(events)
 
     def _keep(self, outputs: list[tuple[str, tuple[ToolCallDelta, ...]]]) -> None:

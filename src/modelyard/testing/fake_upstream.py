@@ -9,49 +9,24 @@ streams, malformed SSE, answers without usage.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-import threading
-import time
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
+from modelyard.testing.scripted_server import (
+    JsonReply,
+    RecordedRequest,
+    ScriptedServer,
+    StreamReply,
+    StreamResponse,
+    json_response,
+)
 
-@dataclass(frozen=True)
-class JsonReply:
-    body: Any
-    status: int = 200
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class StreamReply:
-    """Raw SSE lines (without the blank separators), sent one event at a time."""
-
-    events: Sequence[bytes]
-    delay_s: float = 0.0  # before each event
-    # Drop the connection (no terminating chunk) after this many events.
-    reset_after: int | None = None
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    path: str
-    headers: dict[str, str]
-    body: Any
-    query: dict[str, str] = field(default_factory=dict)
+__all__ = ["FakeUpstream", "JsonReply", "RecordedRequest", "StreamReply"]
 
 
 def completion_body(
@@ -104,68 +79,26 @@ def stream_events(
     return events
 
 
-class FakeUpstream:
-    def __init__(self) -> None:
-        self.replies: deque[JsonReply | StreamReply] = deque()
-        self.requests: list[RecordedRequest] = []
-        self.port = _free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+class FakeUpstream(ScriptedServer):
+    """OpenAI's paths, and the Azure OpenAI and Azure AI Inference ones (Azure paths hang on
+    `root_url`, an Azure resource endpoint)."""
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    @property
-    def root_url(self) -> str:
-        """Where Azure-style paths hang (an Azure resource endpoint)."""
-        return f"http://127.0.0.1:{self.port}"
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            Route("/openai/deployments/{name}/chat/completions", self._chat, methods=["POST"]),
+            Route("/openai/deployments/{name}/embeddings", self._embeddings, methods=["POST"]),
+            Route("/models/chat/completions", self._chat, methods=["POST"]),
+            Route("/models/embeddings", self._embeddings, methods=["POST"]),
+        ]
 
-    def enqueue(self, *replies: JsonReply | StreamReply) -> None:
-        self.replies.extend(replies)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[FakeUpstream]:
-        # OpenAI paths, and the Azure OpenAI and Azure AI Inference ones.
-        app = Starlette(
-            routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-                Route("/openai/deployments/{name}/chat/completions", self._chat, methods=["POST"]),
-                Route("/openai/deployments/{name}/embeddings", self._embeddings, methods=["POST"]),
-                Route("/models/chat/completions", self._chat, methods=["POST"]),
-                Route("/models/embeddings", self._embeddings, methods=["POST"]),
-            ]
-        )
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("fake upstream did not start")
-            time.sleep(0.01)
-        try:
-            yield self
-        finally:
-            self._server.should_exit = True
-            self._thread.join(10)
-
-    async def _record(self, request: Request) -> tuple[Any, JsonReply | StreamReply | None]:
-        """Keep what the gateway sent; return its body and the next scripted reply, if any."""
-        body = orjson.loads(await request.body())
-        self.requests.append(
-            RecordedRequest(
-                request.url.path, dict(request.headers), body, dict(request.query_params)
-            )
-        )
-        return body, self.replies.popleft() if self.replies else None
-
-    async def _chat(self, request: Request) -> Response | _StreamResponse:
-        body, reply = await self._record(request)
+    async def _chat(self, request: Request) -> Response | StreamResponse:
+        body, reply = await self.record(request)
         if reply is None:
             if body.get("stream"):
                 reply = StreamReply(
@@ -177,18 +110,11 @@ class FakeUpstream:
             else:
                 reply = JsonReply(completion_body())
         if isinstance(reply, StreamReply):
-            return _StreamResponse(reply)
-        if reply.delay_s:
-            await asyncio.sleep(reply.delay_s)
-        return Response(
-            orjson.dumps(reply.body),
-            status_code=reply.status,
-            headers=dict(reply.headers),
-            media_type="application/json",
-        )
+            return StreamResponse(reply)
+        return await json_response(reply)
 
     async def _embeddings(self, request: Request) -> Response:
-        body, reply = await self._record(request)
+        body, reply = await self.record(request)
         if reply is None:
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             data = [
@@ -200,37 +126,4 @@ class FakeUpstream:
                 {"object": "list", "data": data, "model": body["model"], "usage": usage}
             )
         assert isinstance(reply, JsonReply)
-        return Response(
-            orjson.dumps(reply.body),
-            status_code=reply.status,
-            headers=dict(reply.headers),
-            media_type="application/json",
-        )
-
-
-class _StreamResponse:
-    def __init__(self, reply: StreamReply) -> None:
-        self._reply = reply
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")],
-            }
-        )
-        for count, event in enumerate(self._reply.events):
-            if self._reply.reset_after is not None and count >= self._reply.reset_after:
-                raise ConnectionResetError("scripted reset")  # uvicorn drops the connection
-            if self._reply.delay_s:
-                await asyncio.sleep(self._reply.delay_s)
-            await send({"type": "http.response.body", "body": event + b"\n\n", "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        return await json_response(reply)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from modelyard.errors import InvalidParameter, UnsupportedParameter
+from modelyard.protocol.chat import EXTENSION_PARAMETERS
 
 SUPPORTED_API_VERSIONS = (
     "2024-02-01",
@@ -72,7 +73,7 @@ def apply_extra_parameters(
     raw: dict[str, Any], policy: ExtraParameters, model: type[BaseModel]
 ) -> list[str]:
     """Enforce the policy on keys the canonical request does not define; returns those dropped."""
-    known = set(model.model_fields)
+    known = set(model.model_fields) - EXTENSION_PARAMETERS
     extras = sorted(key for key in raw if key not in known)
     if not extras or policy is ExtraParameters.PASS_THROUGH:
         return []

@@ -19,7 +19,7 @@ from modelyard.api.azure.conventions import (
 )
 from modelyard.api.chat import respond_chat
 from modelyard.api.parsing import M, json_object, parse_model
-from modelyard.api.sse import EventStreamResponse
+from modelyard.api.sse import AZURE_INFERENCE, EventStreamResponse
 from modelyard.catalog.cards import Capability
 from modelyard.errors import InvalidParameter
 from modelyard.protocol.chat import UNSUPPORTED_PARAMETERS, ChatCompletionRequest
@@ -33,7 +33,7 @@ async def chat_completions(request: Request) -> Response | EventStreamResponse:
     state = app_state(request)
     principal = await caller(request)
     body, headers = await _read_body(request, state, ChatCompletionRequest, UNSUPPORTED_PARAMETERS)
-    return await respond_chat(request, body, principal, error_events=False, headers=headers)
+    return await respond_chat(request, body, principal, framing=AZURE_INFERENCE, headers=headers)
 
 
 async def embeddings(request: Request) -> Response:

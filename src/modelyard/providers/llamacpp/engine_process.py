@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from modelyard.engine.wire import (
+    CountCommand,
     EngineConfig,
     EngineInfo,
     GenerateCommand,
@@ -136,6 +137,8 @@ class EngineProcess:
         self._queue_depth = queue_depth
         self._excluded_variants: list[str] = []
         self._tracked: dict[int, _Tracked] = {}
+        # Token counts asked of the engine (`count`), by request id, until it answers.
+        self._counting: dict[int, asyncio.Future[int]] = {}
         self._next_id = 1
         self._waiting = 0
         self._running = 0
@@ -158,6 +161,7 @@ class EngineProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         self._end_all(EngineUnavailable("the gateway is shutting down"))
+        self._fail_counts(EngineUnavailable("the gateway is shutting down"))
 
     @property
     def pid(self) -> int | None:
@@ -180,6 +184,13 @@ class EngineProcess:
             self._ready.clear()
             self.info = None
             self._end_all_lost(ended.reason)
+            self._fail_counts(
+                EngineUnavailable(
+                    f"The local engine of deployment '{self.spec.deployment}' stopped "
+                    f"({ended.reason}) before it counted; it is being restarted.",
+                    retry_after_s=2,
+                )
+            )
             if ended.crashed_before_ready and ended.variant not in (None, "built-in"):
                 self._excluded_variants.append(str(ended.variant))
             failures = 0 if ended.was_ready and ended.served_s >= STABLE_AFTER_S else failures + 1
@@ -278,6 +289,9 @@ class EngineProcess:
         if kind == "load_failed":
             state.load_failed = event[1]
             return
+        if kind == "counted" or (kind == "rejected" and event[1] in self._counting):
+            self._answer_count(event)
+            return
         tracked = self._tracked.get(event[1])
         if tracked is None:
             return
@@ -345,6 +359,40 @@ class EngineProcess:
             stream.cancel()
             raise
         return stream
+
+    async def count(self, pieces: list[tuple[str, bool]]) -> int:
+        """The tokens the engine would evaluate for this rendered prompt (what a generation's
+        usage reports), counted beside generations without waiting for a slot."""
+        if self.status != EngineStatus.READY or self._writer is None:
+            raise EngineUnavailable(
+                f"The local model deployment '{self.spec.deployment}' is not available: "
+                f"{self._unavailable_reason()}.",
+                retry_after_s=2,
+            )
+        request_id = self._next_id
+        self._next_id += 1
+        counted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._counting[request_id] = counted
+        self._writer.write(encode_frame(CountCommand(request_id, pieces).to_wire()))
+        try:
+            return await counted
+        finally:
+            self._counting.pop(request_id, None)
+
+    def _answer_count(self, event: list[Any]) -> None:
+        counted = self._counting.pop(event[1], None)
+        if counted is None or counted.done():
+            return  # the asker gave up waiting
+        if event[0] == "counted":
+            counted.set_result(event[2])
+        else:
+            counted.set_exception(_rejection_error(event[2], event[3], event[4]))
+
+    def _fail_counts(self, error: ModelyardError) -> None:
+        for counted in self._counting.values():
+            if not counted.done():
+                counted.set_exception(error)
+        self._counting.clear()
 
     def cancel(self, request_id: int) -> None:
         if request_id in self._tracked and self._writer is not None:

@@ -4,7 +4,9 @@ Each deployment gets one `EngineProcess` (see `engine_process.py`). Admission ha
 `open_chat`, before any byte of the response exists: the prompt is rendered with the model's own
 template on the gateway, cut into template text and message content, and sent to the engine,
 which tokenizes it, checks it against the context window, compiles its grammar, and queues it or
-says why not; a full queue is a 503 here, before anything is sent.
+says why not; a full queue is a 503 here, before anything is sent. The same rendered prompt can
+be counted without generating (`count_prompt_tokens`, a `TokenCounter`), exactly as its usage
+would report it.
 """
 
 from __future__ import annotations
@@ -136,10 +138,8 @@ class LlamaCppProvider:
                 param=sorted(request.model_extra)[0],
             )
         engine = self._engines[deployment.id]
-        builder = self._builder(deployment.id, engine)
         requested = _requested_max_tokens(request, card)
-        messages = prompt_messages(request.messages, contract, request.safe_prompt)
-        pieces = builder.pieces(messages)
+        pieces = self._pieces(request, deployment.id, engine, contract)
         # `constrained_decoding: false` lets the model write freely (the schema is still in the
         # prompt and the gateway still validates the output): to measure what the grammar buys.
         constrained = bool(deployment.options.get("constrained_decoding", True))
@@ -152,6 +152,7 @@ class LlamaCppProvider:
                     "sampling": Sampling(
                         temperature=1.0 if request.temperature is None else request.temperature,
                         top_p=1.0 if request.top_p is None else request.top_p,
+                        top_k=request.top_k or 0,
                         presence_penalty=request.presence_penalty or 0.0,
                         frequency_penalty=request.frequency_penalty or 0.0,
                         seed=seed if seed is not None else int.from_bytes(os.urandom(4), "big"),
@@ -174,6 +175,29 @@ class LlamaCppProvider:
         tools = contract.callable_tools
         forced = tools[0].name if contract.tool_mode == "required" and len(tools) == 1 else None
         return ToolCallStream(stream, forced)
+
+    async def count_prompt_tokens(
+        self,
+        request: ChatCompletionRequest,
+        card: ModelCard,
+        deployment: Deployment,
+        contract: OutputContract,
+    ) -> int:
+        engine = self._engines[deployment.id]
+        return await engine.count(self._pieces(request, deployment.id, engine, contract))
+
+    def _pieces(
+        self,
+        request: ChatCompletionRequest,
+        deployment_id: str,
+        engine: EngineProcess,
+        contract: OutputContract,
+    ) -> list[tuple[str, bool]]:
+        """The prompt the model reads: the messages, with the contract's instructions written
+        in, rendered by its template and cut into template text and message content."""
+        builder = self._builder(deployment_id, engine)
+        messages = prompt_messages(request.messages, contract, request.safe_prompt)
+        return builder.pieces(messages)
 
     def _builder(self, deployment_id: str, engine: EngineProcess) -> PromptBuilder:
         """The prompt builder of the engine's current life (a restart may bring another)."""
