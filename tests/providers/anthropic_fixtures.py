@@ -3,17 +3,14 @@ models (`sonnet-eu`, `haiku-eu`) and a route that falls back from the first to t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-import sqlalchemy as sa
 import yaml
 
-from modelyard.db.schema import usage_records
 from modelyard.testing.fake_anthropic import FakeAnthropic
 from tests.remote.fixtures import NO_BREAKERS
 from tests.support.gateway import GatewayProcess
@@ -108,21 +105,3 @@ def claude(anthropic_gateway: GatewayProcess) -> openai.OpenAI:
         api_key=anthropic_gateway.admin_key,
         max_retries=0,
     )
-
-
-def usage_row(gateway: GatewayProcess, request_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
-    """The usage record of one request, once the background writer has committed it."""
-    engine = sa.create_engine(f"sqlite:///{gateway.data_dir / 'modelyard.db'}")
-    query = sa.select(usage_records).where(usage_records.c.request_id == request_id)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            with engine.connect() as connection:
-                rows = [dict(row._mapping) for row in connection.execute(query)]
-            if rows:
-                assert len(rows) == 1, rows
-                return rows[0]
-            assert time.monotonic() < deadline, f"no usage record for {request_id}"
-            time.sleep(0.05)
-    finally:
-        engine.dispose()

@@ -12,7 +12,6 @@ Models and deployments (all `bedrock`, region eu-central-1 unless said):
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import yaml
 from modelyard.testing.fake_bedrock import TEST_KEY, AwsKey
 from tests.remote.fixtures import NO_BREAKERS
 from tests.support.gateway import GatewayProcess
-from tests.support.ledger_rows import ledger_rows
 
 CLAUDE_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 PROFILE_ID = "eu.anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -115,18 +113,6 @@ def aws_environment(directory: Path) -> dict[str, str]:
         "AWS_CONFIG_FILE": str(directory / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(directory / "no-aws-credentials"),
     }
-
-
-def usage_record(gateway: GatewayProcess, request_id: str) -> dict[str, Any]:
-    """The request's one usage record (the admin key bills the default project), once written."""
-    deadline = time.monotonic() + 10
-    while True:
-        rows = [r for r in ledger_rows(gateway, "default") if r["request_id"] == request_id]
-        if rows:
-            (row,) = rows
-            return row
-        assert time.monotonic() < deadline, f"no usage record for {request_id}"
-        time.sleep(0.05)
 
 
 def bedrock_gateway_at(directory: Path, base_url: str) -> GatewayProcess:

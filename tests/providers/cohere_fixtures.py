@@ -3,7 +3,6 @@ Chat API (`FakeCohere`); test modules start one of each in module-scoped fixture
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import yaml
 from modelyard.catalog.cards import Price
 from tests.remote.fixtures import NO_BREAKERS
 from tests.support.gateway import GatewayProcess
-from tests.support.ledger_rows import ledger_rows
 
 COHERE_SECRET = "co-upstream-canary-3c9e71"
 # Dollars per 1M tokens: input, output, cached input (Cohere's cached tokens, priced lower).
@@ -92,15 +90,3 @@ def client_of(gateway: GatewayProcess) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=f"{gateway.base_url}/v1", api_key=gateway.admin_key, max_retries=0
     )
-
-
-def usage_record(gateway: GatewayProcess, request_id: str) -> dict[str, Any]:
-    """The request's one usage record (the admin key bills the default project), once written."""
-    deadline = time.monotonic() + 10
-    while True:
-        rows = [r for r in ledger_rows(gateway, "default") if r["request_id"] == request_id]
-        if rows:
-            (row,) = rows
-            return row
-        assert time.monotonic() < deadline, f"no usage record for {request_id}"
-        time.sleep(0.05)

@@ -35,9 +35,9 @@ from tests.providers.anthropic_fixtures import (
     anthropic_server,
     anthropic_upstream,
     claude,
-    usage_row,
 )
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import request_record
 
 __all__ = ["anthropic_gateway", "anthropic_server", "anthropic_upstream", "claude"]
 
@@ -444,7 +444,7 @@ def test_cache_reads_are_prompt_tokens_billed_at_the_cached_price(
     completion = raw.parse()
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (1300, 50)
-    row = usage_row(anthropic_gateway, raw.headers["x-request-id"])
+    row = request_record(anthropic_gateway, raw.headers["x-request-id"])
     assert (row["prompt_tokens"], row["cached_prompt_tokens"]) == (1300, 1000)
     assert row["completion_tokens"] == 50 and not row["usage_estimated"]
     expected = cost_micros(PRICE, Usage(1300, 50, cached_prompt_tokens=1000))
@@ -462,7 +462,7 @@ def test_streamed_usage_is_the_cumulative_message_delta_with_cache_reads(
     )
     for _ in raw.parse():
         pass
-    row = usage_row(anthropic_gateway, raw.headers["x-request-id"])
+    row = request_record(anthropic_gateway, raw.headers["x-request-id"])
     assert (row["prompt_tokens"], row["cached_prompt_tokens"], row["completion_tokens"]) == (
         510,
         500,
@@ -610,7 +610,7 @@ def test_a_broken_stream_is_an_in_band_error_billed_once_for_what_arrived(
         for chunk in raw.parse():
             received += [chunk.choices[0].delta.content or ""] if chunk.choices else []
     assert "".join(received).startswith("Hello")
-    row = usage_row(anthropic_gateway, raw.headers["x-request-id"])
+    row = request_record(anthropic_gateway, raw.headers["x-request-id"])
     assert row["prompt_tokens"] == 12  # message_start's count
     assert 1 <= row["completion_tokens"] <= 40
     assert row["status"] != 200
@@ -637,7 +637,7 @@ def test_a_client_leaving_mid_stream_is_billed_once_for_what_arrived(
         lines = response.iter_lines()
         received = [line for line in (next(lines) for _ in range(8)) if line.startswith("data: {")]
     assert received
-    row = usage_row(anthropic_gateway, request_id)
+    row = request_record(anthropic_gateway, request_id)
     assert row["client_disconnected"] and row["outcome"] == "client_disconnected"
     assert row["prompt_tokens"] == 12
     assert 1 <= row["completion_tokens"] < 60  # what had arrived, not the whole answer

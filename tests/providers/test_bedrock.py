@@ -39,9 +39,9 @@ from tests.providers.bedrock_fixtures import (
     SECRETS,
     bedrock_gateway_at,
     client_of,
-    usage_record,
 )
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import request_record
 
 CLAUDE_PATH = "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0"
 PROFILE_PATH = "/model/eu.anthropic.claude-3-5-sonnet-20240620-v1%3A0"
@@ -484,7 +484,7 @@ def test_prompt_cache_reads_are_billed_at_the_cached_price(
         raw = client.chat.completions.with_raw_response.create(model="claude-b", messages=HELLO)
         completion = raw.parse()
         assert completion.usage is not None and completion.usage.prompt_tokens == 1050
-    record = usage_record(bedrock_gateway, raw.headers["x-request-id"])
+    record = request_record(bedrock_gateway, raw.headers["x-request-id"])
     assert (record["prompt_tokens"], record["cached_prompt_tokens"]) == (1050, 900)
     assert record["completion_tokens"] == 10 and record["usage_estimated"] is False
     assert record["cost_micros"] == cost_micros(
@@ -541,7 +541,7 @@ def test_a_broken_stream_is_an_error_billed_once_for_what_arrived(
     bedrock_gateway: GatewayProcess, client: openai.OpenAI, bedrock: FakeBedrock, reply: StreamReply
 ) -> None:
     bedrock.enqueue(reply)
-    record = usage_record(bedrock_gateway, broken_stream(client))
+    record = request_record(bedrock_gateway, broken_stream(client))
     assert record["outcome"] == "failed"
     assert record["usage_estimated"] is True
     assert record["completion_tokens"] >= 1  # the text that arrived, estimated
@@ -564,7 +564,7 @@ def test_unreadable_model_output_is_a_failure_billed_as_bedrock_reported(
             client.chat.completions.create(model="claude-b", messages=HELLO)
         assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
         request_id = caught.value.response.headers["x-request-id"]
-    record = usage_record(bedrock_gateway, request_id)
+    record = request_record(bedrock_gateway, request_id)
     assert (record["prompt_tokens"], record["completion_tokens"]) == (30, 7)
     assert record["usage_estimated"] is False and record["outcome"] == "failed"
 

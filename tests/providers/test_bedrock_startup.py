@@ -47,3 +47,6 @@ def test_missing_aws_credentials_stop_start_up_naming_the_deployment(
     assert f"'{deployment}'" in log
     assert said in log
     assert NOT_A_KEY not in log
+    # One line that says what to fix, before serving: no traceback.
+    assert gateway.process is not None and gateway.process.returncode == 2
+    assert "Traceback" not in log

@@ -32,9 +32,9 @@ from tests.providers.cohere_fixtures import (
     ROUTE,
     client_of,
     cohere_gateway_at,
-    usage_record,
 )
 from tests.support.gateway import GatewayProcess
+from tests.support.ledger_rows import request_record
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_cached_prompt_tokens_are_billed_at_the_cached_price(
     cohere.enqueue(JsonReply(chat_answer("Hi.", usage=usage_body(1200, 50, cached_tokens=1000))))
     raw = cohere_client.chat.completions.with_raw_response.create(model="command-a", messages=HELLO)
     raw.parse()
-    record = usage_record(cohere_gateway, raw.headers["x-request-id"])
+    record = request_record(cohere_gateway, raw.headers["x-request-id"])
     assert (record["prompt_tokens"], record["cached_prompt_tokens"]) == (1200, 1000)
     assert record["completion_tokens"] == 50
     expected = cost_micros(COMMAND_A_PRICE, Usage(1200, 50, cached_prompt_tokens=1000))
@@ -444,7 +444,7 @@ def test_a_broken_stream_is_an_error_billed_once_for_what_arrived(
     reply: StreamReply,
 ) -> None:
     cohere.enqueue(reply)
-    record = usage_record(cohere_gateway, broken_stream(cohere_client))
+    record = request_record(cohere_gateway, broken_stream(cohere_client))
     # message-start, content-start, then two text deltas: about a token each.
     assert record["completion_tokens"] == 2
     assert record["usage_estimated"] is True
@@ -460,7 +460,7 @@ def test_a_stream_cohere_ends_in_error_is_billed_as_cohere_reported(
             stream_events(["a", "b"], finish_reason="ERROR", error="boom", usage=usage_body(20, 2))
         )
     )
-    record = usage_record(cohere_gateway, broken_stream(cohere_client))
+    record = request_record(cohere_gateway, broken_stream(cohere_client))
     assert (record["prompt_tokens"], record["completion_tokens"]) == (20, 2)
     assert record["usage_estimated"] is False
 
@@ -513,6 +513,6 @@ def test_a_client_leaving_mid_stream_is_billed_for_what_had_arrived(
         request_id = response.headers["x-request-id"]
         lines = response.iter_lines()
         received = [line for line in (next(lines) for _ in range(8)) if line.startswith("data: {")]
-    record = usage_record(cohere_gateway, request_id)
+    record = request_record(cohere_gateway, request_id)
     assert record["client_disconnected"] is True
     assert len(received) <= record["completion_tokens"] < 60  # what arrived, not the whole answer

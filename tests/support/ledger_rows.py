@@ -31,3 +31,24 @@ def wait_rows(
         assert time.monotonic() < deadline, f"{len(rows)} of {count} usage records written"
         time.sleep(0.05)
     return rows
+
+
+def request_record(
+    gateway: GatewayProcess, request_id: str, timeout_s: float = 10.0
+) -> dict[str, Any]:
+    """The one usage record of a request (whatever its project), once it is written; fails if
+    there is none by then, or more than one."""
+    engine = sa.create_engine(f"sqlite:///{gateway.data_dir / 'modelyard.db'}")
+    query = sa.select(usage_records).where(usage_records.c.request_id == request_id)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            with engine.connect() as connection:
+                rows = [dict(row._mapping) for row in connection.execute(query)]
+            if rows:
+                (row,) = rows
+                return row
+            assert time.monotonic() < deadline, f"no usage record for {request_id}"
+            time.sleep(0.05)
+    finally:
+        engine.dispose()

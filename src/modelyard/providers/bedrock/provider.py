@@ -44,26 +44,20 @@ class BedrockProvider(RemoteProvider):
         super().__init__(transport)
         self._signers: dict[str, RequestSigner] = {}
         # Deployments without a credential reference sign with the standard chain's.
-        self._chained: list[Deployment] = []
+        chained = [d for d in deployments if d.upstream is not None and not d.upstream.credential]
+        shared = chain_credentials([d.id for d in chained]) if chained else None
+        if shared is not None:
+            log.info("bedrock: AWS credentials from the standard chain (%s)", shared.method)
         for deployment in deployments:
             upstream = deployment.upstream
             assert upstream is not None and upstream.aws_region is not None  # the loader checks
-            if upstream.credential:
-                credentials = credentials_from_reference(upstream.credential, deployment.id)
-                self._signers[deployment.id] = RequestSigner(credentials, upstream.aws_region)
-            else:
-                self._chained.append(deployment)
-
-    async def start(self) -> None:
-        if not self._chained:
-            return
-        credentials = await chain_credentials([d.id for d in self._chained])
-        log.info("bedrock: AWS credentials from the standard chain (%s)", credentials.method)
-        for deployment in self._chained:
-            assert deployment.upstream is not None and deployment.upstream.aws_region is not None
-            self._signers[deployment.id] = RequestSigner(
-                credentials, deployment.upstream.aws_region
+            credentials = (
+                credentials_from_reference(upstream.credential, deployment.id)
+                if upstream.credential
+                else shared
             )
+            assert credentials is not None
+            self._signers[deployment.id] = RequestSigner(credentials, upstream.aws_region)
 
     async def open_chat(
         self,

@@ -46,10 +46,11 @@ def credentials_from_reference(reference: str, deployment_id: str) -> Credential
     return Credentials(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
 
-async def chain_credentials(deployment_ids: list[str]) -> Credentials:
-    """botocore's standard chain, resolved on a thread: it may ask the instance metadata
-    endpoint, a network call with timeouts, when nothing else is configured."""
-    credentials = await asyncio.to_thread(lambda: Session().get_credentials())
+def chain_credentials(deployment_ids: list[str]) -> Credentials:
+    """botocore's standard chain, resolved once while the gateway is built, before it serves
+    (it may ask the instance metadata endpoint, a network call with timeouts, when nothing else
+    is configured); missing, it stops start-up with a one-line message."""
+    credentials = Session().get_credentials()
     if credentials is None:
         raise CredentialMissing(
             f"deployment(s) {', '.join(repr(d) for d in deployment_ids)}: no upstream.credential "
