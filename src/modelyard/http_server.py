@@ -27,6 +27,7 @@ def server_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         http=bounded_protocol(bounds),
         loop="uvloop",
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_s,
         ssl_certfile=settings.tls_certfile,
         ssl_keyfile=settings.tls_keyfile,
         # uvicorn would otherwise rewrite the peer from X-Forwarded-For sent from loopback;

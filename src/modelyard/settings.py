@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     request_head_timeout_s: float = Field(default=10.0, gt=0)
     body_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # How long an idle kept-alive connection stays open. Longer than clients keep theirs
+    # (httpx, under the openai and anthropic SDKs: 5 s) and than load balancers' idle timeouts
+    # (60 s): a client that reuses a connection the server is closing at that moment gets a
+    # reset, and a POST is not retried.
+    keep_alive_s: int = Field(default=65, ge=1, le=3600)
     # Threads llama.cpp uses per loaded model; 0 means one per CPU core.
     engine_threads: int = Field(default=0, ge=0)
     # Requests that may wait for a local model while its slots are all generating; one more

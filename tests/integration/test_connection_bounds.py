@@ -100,6 +100,22 @@ def test_ordinary_requests_are_served_as_before(bounded_gateway: GatewayProcess)
     )
 
 
+def test_an_idle_kept_alive_connection_outlives_the_clients_own_expiry(
+    bounded_gateway: GatewayProcess,
+) -> None:
+    """The server must not close a kept-alive connection before its clients would stop reusing
+    it (httpx, under the openai and anthropic SDKs, keeps one 5 s): the two closing at once
+    resets the request sent on it."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    with connect(bounded_gateway) as sock:
+        sock.settimeout(5)
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        time.sleep(6)  # idle past httpx's expiry, and past uvicorn's default keep-alive
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
 def test_the_limits_are_settings(tmp_path: Path) -> None:
     from modelyard.settings import Settings
 

@@ -28,8 +28,9 @@ class Reply:
     transport_error: str = ""
 
 
-# Shorter than the gateway's 5 s keep-alive: a connection the client takes from its pool is
-# never one the server is closing at that moment (httpx's default, 5 s, made a rare ReadError).
+# Far shorter than the gateway's keep-alive (65 s): a connection the client takes from its pool
+# is never one the server is closing at that moment (with the server's old 5 s, equal to httpx's
+# default expiry, that race made a rare ReadError).
 CLIENT_KEEPALIVE_S = 2.0
 
 
