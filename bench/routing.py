@@ -213,26 +213,8 @@ def run_load(
     spec = load_spec(server, "plain", concurrency, limits.pop("seconds"), **limits)
     spec = replace(spec, plain_body=orjson.dumps(body).decode())
     run = LoadRun(spec, [server.pid, *stand.upstream_pids])
-    result = run.result()
-    assert run.before is not None and run.after is not None
-    used, others = run.after.since(run.before)
-    requests, elapsed = max(result["requests"], 1), result["elapsed_s"]
-    return Measurement(
-        server=side,
-        cell=f"plain c={concurrency}",
-        repeat=repeat,
-        requests=result["requests"],
-        errors=result["errors"],
-        error_samples=result["error_samples"],
-        elapsed_s=elapsed,
-        rps=result["rps"],
-        latency_ms=result["latency_ms"],
-        ttft_ms=None,
-        server_cpu_ms=used[server.pid] * 1000 / requests,
-        upstream_cpu_ms=sum(used[pid] for pid in stand.upstream_pids) * 1000 / requests,
-        generator_cores=used[run.process.pid] / elapsed,
-        others_cores=others / elapsed,
-    )
+    # The load generator reports no TTFT for non-streamed requests: its `ttft_ms` is None.
+    return run.measurement(side, f"plain c={concurrency}", repeat, server.pid, stand.upstream_pids)
 
 
 def progress(m: Measurement, note: str = "") -> None:

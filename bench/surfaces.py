@@ -105,26 +105,7 @@ def run_load(
         surface=side,
     )
     run = LoadRun(spec, [server.pid, upstream.pid])
-    result = run.result()
-    assert run.before is not None and run.after is not None
-    used, others = run.after.since(run.before)
-    requests, elapsed = max(result["requests"], 1), result["elapsed_s"]
-    return Measurement(
-        server=side,
-        cell=f"{kind} c={concurrency}",
-        repeat=repeat,
-        requests=result["requests"],
-        errors=result["errors"],
-        error_samples=result["error_samples"],
-        elapsed_s=elapsed,
-        rps=result["rps"],
-        latency_ms=result["latency_ms"],
-        ttft_ms=result["ttft_ms"],
-        server_cpu_ms=used[server.pid] * 1000 / requests,
-        upstream_cpu_ms=used[upstream.pid] * 1000 / requests,
-        generator_cores=used[run.process.pid] / elapsed,
-        others_cores=others / elapsed,
-    )
+    return run.measurement(side, f"{kind} c={concurrency}", repeat, server.pid, [upstream.pid])
 
 
 CELLS = (("plain", 1), ("plain", 16), ("stream", 1), ("stream", 16))

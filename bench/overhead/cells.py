@@ -110,6 +110,35 @@ class LoadRun:
             raise RuntimeError("the load generator gave no result")
         return result
 
+    def measurement(
+        self, side: str, cell: str, repeat: int, server_pid: int, upstream_pids: list[int]
+    ) -> Measurement:
+        """Run to the end; per-request CPU of the server and of the upstreams behind it (None
+        when there are none), and the generator's and everyone else's cores over the window."""
+        result = self.result()
+        assert self.before is not None and self.after is not None
+        used, others = self.after.since(self.before)
+        requests = max(result["requests"], 1)
+        elapsed = result["elapsed_s"]
+        return Measurement(
+            server=side,
+            cell=cell,
+            repeat=repeat,
+            requests=result["requests"],
+            errors=result["errors"],
+            error_samples=result["error_samples"],
+            elapsed_s=elapsed,
+            rps=result["rps"],
+            latency_ms=result["latency_ms"],
+            ttft_ms=result["ttft_ms"],
+            server_cpu_ms=used[server_pid] * 1000 / requests,
+            upstream_cpu_ms=(
+                sum(used[pid] for pid in upstream_pids) * 1000 / requests if upstream_pids else None
+            ),
+            generator_cores=used[self.process.pid] / elapsed,
+            others_cores=others / elapsed,
+        )
+
 
 def measure(
     server: Server,
@@ -121,26 +150,6 @@ def measure(
     chunks: int,
 ) -> Measurement:
     spec = load_spec(server, cell.kind, cell.concurrency, seconds, client=client, chunks=chunks)
-    proxied = server.proxy
-    run = LoadRun(spec, [server.pid, upstream.pid] if proxied else [server.pid])
-    result = run.result()
-    assert run.before is not None and run.after is not None
-    used, others = run.after.since(run.before)
-    requests = max(result["requests"], 1)
-    elapsed = result["elapsed_s"]
-    return Measurement(
-        server=server.name,
-        cell=cell.key,
-        repeat=repeat,
-        requests=result["requests"],
-        errors=result["errors"],
-        error_samples=result["error_samples"],
-        elapsed_s=elapsed,
-        rps=result["rps"],
-        latency_ms=result["latency_ms"],
-        ttft_ms=result["ttft_ms"],
-        server_cpu_ms=used[server.pid] * 1000 / requests,
-        upstream_cpu_ms=used[upstream.pid] * 1000 / requests if proxied else None,
-        generator_cores=used[run.process.pid] / elapsed,
-        others_cores=others / elapsed,
-    )
+    upstreams = [upstream.pid] if server.proxy else []
+    run = LoadRun(spec, [server.pid, *upstreams])
+    return run.measurement(server.name, cell.key, repeat, server.pid, upstreams)
