@@ -10,7 +10,7 @@ error in-band (its content has already left). Outputs cut by `max_tokens` are no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 from modelyard.catalog.cards import Deployment, ModelCard
@@ -176,7 +176,7 @@ class ChatRun:
         if not choice.tool_calls:
             validate_content(choice.text, self.contract)
 
-    async def events(self) -> AsyncIterator[ChatEvent]:
+    async def events(self) -> AsyncGenerator[ChatEvent, None]:
         """The generation as it happens, each tool call and each finished choice checked
         against the contract: what every surface shapes its stream from. Ends with `Finished`,
         or raises the failure (the surface sends it in-band); cancels generation if abandoned."""
@@ -255,7 +255,7 @@ class ChatRun:
                     for chunk in self._closing_chunks(held_finish, event.usage):
                         yield chunk
         finally:
-            await _aclose(events)
+            await events.aclose()
 
     def _keep(self, outputs: list[tuple[str, tuple[ToolCallDelta, ...]]]) -> None:
         if not self.lifecycle.keeps_content:

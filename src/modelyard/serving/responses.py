@@ -27,7 +27,6 @@ from modelyard.errors import (
 from modelyard.policy.access import AccessPolicy
 from modelyard.policy.rbac import Action
 from modelyard.protocol.generation import (
-    ChatEvent,
     ChoiceFinished,
     Finished,
     TextDelta,
@@ -239,7 +238,7 @@ class ResponseTurn:
         except ModelyardError as error:
             yield shaper.failure(in_surface_terms(error, self.translation.origins))
         finally:
-            await _aclose(events)
+            await events.aclose()
 
     def failure_events(self, error: ModelyardError) -> list[JsonObject]:
         """For a failure the stream could not report itself (the gateway's own), numbered after
@@ -262,9 +261,3 @@ class ResponseTurn:
                 retention_days=self.keep_days,
             )
         )
-
-
-async def _aclose(events: AsyncIterator[ChatEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

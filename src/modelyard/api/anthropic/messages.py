@@ -101,6 +101,4 @@ async def _events(run: ChatRun, message_id: str) -> AsyncIterator[list[JsonObjec
             yield shaper.feed(event)
     finally:
         # Closed at once, so that a client leaving stops the generation now.
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await events.aclose()
