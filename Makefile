@@ -18,3 +18,9 @@ bench:
 
 bench-overhead:
 	.venv/bin/python -m bench.overhead
+
+bench-observability:
+	.venv/bin/python -m bench.observability
+
+bench-console:
+	.venv/bin/python -m bench.console

@@ -141,7 +141,7 @@ async def serve_flaky() -> None:
 def start_flaky(stack: contextlib.ExitStack) -> Server:
     command = [sys.executable, "-m", "bench.routing", "--flaky-upstream"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    stack.callback(servers._terminate, process)
+    stack.callback(servers.terminate, process)
     assert process.stdout is not None
     return Server("direct", int(process.stdout.readline()), process.pid)
 
@@ -442,6 +442,15 @@ def load_line(label: str, others: list[float]) -> str:
     return f"{label}: loadavg {one:.2f} (1 min) {five:.2f} (5 min){busy}"
 
 
+def quietness(patience: Patience, others: list[float]) -> str:
+    """How quiet the machine was: runs redone, kept runs that were noisy, the load after."""
+    noisy = sum(1 for o in others if o > NOISY_CORES)
+    return (
+        f"{patience.redone} noisy run(s) run again; {noisy} of {len(others)} kept runs had "
+        f"other processes above {NOISY_CORES} core.\n{load_line('After', others)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.flaky_upstream:
@@ -467,12 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = cost_report(cost) + resilience_report(resilient, paths, breaker_line)
     print("\n## Targets\n")
     print(show(verdicts))
-    noisy = sum(1 for o in others if o > NOISY_CORES)
-    print(
-        f"\n{patience.redone} noisy run(s) run again; {noisy} of {len(others)} kept runs had "
-        f"other processes above {NOISY_CORES} core."
-    )
-    print(load_line("After", others))
+    print()
+    print(quietness(patience, others))
     return 0
 
 

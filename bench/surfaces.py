@@ -42,7 +42,7 @@ from bench.overhead.report import table
 from bench.overhead.servers import Server
 from bench.overhead.sse import SURFACES
 from bench.overhead.targets import Verdict, at_most, judge, show
-from bench.routing import NOISY_CORES, Patience, load_line, scaled, shown
+from bench.routing import Patience, load_line, quietness, scaled, shown
 
 SIDES = ("chat", "responses", "messages")
 PROMPT = "Hi"
@@ -198,13 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = report(results)
     print("\n## Targets\n")
     print(show(verdicts))
-    others = [m.others_cores for m in results.measurements]
-    noisy = sum(1 for o in others if o > NOISY_CORES)
-    print(
-        f"\n{patience.redone} noisy run(s) run again; {noisy} of {len(others)} kept runs had "
-        f"other processes above {NOISY_CORES} core."
-    )
-    print(load_line("After", others))
+    print()
+    print(quietness(patience, [m.others_cores for m in results.measurements]))
     return 0
 
 

@@ -52,7 +52,7 @@ class Server:
 def start_upstream(stack: contextlib.ExitStack, chunks: int) -> Server:
     command = [sys.executable, "-m", "bench.overhead.upstream", "--chunks", str(chunks)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    stack.callback(_terminate, process)
+    stack.callback(terminate, process)
     assert process.stdout is not None
     port = int(process.stdout.readline())
     return Server("direct", port, process.pid)
@@ -66,7 +66,7 @@ def start_bare(stack: contextlib.ExitStack, chunks: int, work: Path) -> Server:
     ]  # fmt: skip
     log = (work / "bare.log").open("ab")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    stack.callback(_terminate, process)
+    stack.callback(terminate, process)
     _wait_listening(port, process, work / "bare.log", 30)
     return Server("bare", port, process.pid)
 
@@ -147,7 +147,7 @@ def start_litellm(
     process = subprocess.Popen(
         command, cwd=work, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT
     )
-    stack.callback(_terminate, process)
+    stack.callback(terminate, process)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -178,7 +178,7 @@ def _tail(log: Path) -> str:
     return " | ".join(log.read_text(errors="replace").splitlines()[-5:]) if log.exists() else ""
 
 
-def _terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+def terminate(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.terminate()
         try:

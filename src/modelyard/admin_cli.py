@@ -14,6 +14,7 @@ import os
 import sys
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -137,6 +138,8 @@ def add_admin_commands(commands: Any) -> None:
     show_log = a.add_parser("list", help="recent events (auditor or owner)")
     connection_options(show_log)
     show_log.add_argument("--project")
+    show_log.add_argument("--actor")
+    show_log.add_argument("--action", dest="event_action", metavar="ACTION")
     show_log.add_argument("--after-seq", type=int, default=0)
     show_log.add_argument("--limit", type=int, default=100)
 
@@ -267,10 +270,15 @@ def _request_for(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | N
         return "PUT", f"/admin/routes/{args.route}", _route_body(args)
     if args.command == "deployments":
         return "GET", "/admin/deployments", None
-    query = f"?after_seq={args.after_seq}&limit={args.limit}"
-    if args.project:
-        query += f"&project={args.project}"
-    return "GET", "/admin/audit" + query, None
+    asked = {
+        "after_seq": args.after_seq,
+        "limit": args.limit,
+        "project": args.project,
+        "actor": args.actor,
+        "action": args.event_action,
+    }
+    query = urlencode({name: value for name, value in asked.items() if value is not None})
+    return "GET", "/admin/audit?" + query, None
 
 
 def _verify_audit(args: argparse.Namespace) -> int:

@@ -31,11 +31,12 @@ from modelyard.api.anthropic import messages as anthropic_messages
 from modelyard.api.azure import deployments as azure_openai
 from modelyard.api.azure import inference as azure_inference
 from modelyard.api.client_address import ClientAddressMiddleware, ClientAddressResolver
+from modelyard.api.console import console_routes
 from modelyard.api.feedback import give_feedback
 from modelyard.api.health import healthz, metrics, readyz
 from modelyard.api.middleware import (
     BodyLimitMiddleware,
-    RequestIdMiddleware,
+    RequestTelemetryMiddleware,
     UnexpectedErrorMiddleware,
 )
 from modelyard.api.openai import responses as openai_responses
@@ -51,6 +52,7 @@ from modelyard.auth.directory import Directory
 from modelyard.auth.directory_sync import DirectorySync
 from modelyard.auth.identity_provider import load_identity_provider
 from modelyard.auth.server_secret import derive, load_or_create_server_secret
+from modelyard.auth.sessions import SessionStore
 from modelyard.auth.tokens import TokenVerifier
 from modelyard.catalog.loader import load_catalog
 from modelyard.db.background_writer import BackgroundWriter
@@ -65,7 +67,10 @@ from modelyard.ledger.reconcile import rebuild_memory_counters, settle_abandoned
 from modelyard.ledger.store import LedgerStore
 from modelyard.limits.memory_store import MemoryCounterStore
 from modelyard.limits.store import CounterStore
-from modelyard.observability.usage_meter import UsageMeter
+from modelyard.observability.access_log import AccessLog
+from modelyard.observability.metrics import STATE_EVERY_S, MetricsRegistry
+from modelyard.observability.request_telemetry import TelemetrySink
+from modelyard.observability.tracing import Tracing
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import build_registry
 from modelyard.routing.breaker import BreakerPolicy
@@ -99,11 +104,10 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     secret = load_or_create_server_secret(
         settings.data_dir, settings.secret.get_secret_value() if settings.secret else None
     )
-    tokens = (
-        TokenVerifier(load_identity_provider(settings.auth_config))
-        if settings.auth_config is not None
-        else None
+    identity_provider = (
+        load_identity_provider(settings.auth_config) if settings.auth_config is not None else None
     )
+    tokens = TokenVerifier(identity_provider) if identity_provider is not None else None
     if settings.database_url is None:
         check_installation(settings.data_dir, settings.embedded_database_file())
     database = open_database(settings.database())
@@ -114,7 +118,6 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
     directory = Directory.load(database)
     access = AccessPolicy(directory)
     providers = build_registry(catalog, settings)
-    meter = UsageMeter()
     content_log = ContentLog(database)
     counters = open_counter_store(settings)
     ledger = LedgerStore(database)
@@ -137,8 +140,13 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         )
     )
     recording = Recording(
-        ledger_writer, content_writer, meter, counters, fleet, accounting=settings.accounting
+        ledger_writer, content_writer, counters, fleet, accounting=settings.accounting
     )
+    metrics = (
+        MetricsRegistry(project_label=settings.metrics_project_label) if settings.metrics else None
+    )
+    if metrics is not None:
+        ledger_writer.write_observers.append(metrics.requests.ledger_written)
     admissions = Admissions(directory, recording, settings.replica())
     route_book = RouteBook(catalog, directory, providers)
     languages = PromptLanguage(catalog)
@@ -186,9 +194,11 @@ def build_state(settings: Settings, admin_digest: str | None = None) -> AppState
         login_failures=LoginFailures(per_source=settings.audit_failed_logins_per_minute),
         content_log=content_log,
         content_writer=content_writer,
-        usage_meter=meter,
+        metrics=metrics,
         responses=ResponsesService(chat, access, stored_responses),
         stored_responses=stored_responses,
+        sessions=SessionStore(database),
+        console_client=identity_provider.console if identity_provider is not None else None,
     )
 
 
@@ -207,7 +217,9 @@ async def reconcile_at_start(state: AppState) -> None:
     if isinstance(state.counters, MemoryCounterStore):
         await rebuild_memory_counters(state.counters, state.database, owner)
     else:
-        await settle_abandoned(state.counters, state.ledger, owner=owner)
+        await settle_abandoned(
+            state.counters, state.ledger, owner=owner, written=state.count_interrupted
+        )
 
 
 async def summarize_login_failures(state: AppState) -> None:
@@ -229,14 +241,27 @@ def queue_summaries(
 
 
 async def purge_expired_content(state: AppState) -> None:
-    """Delete content past its retention: at start, then every `PURGE_EVERY_S`."""
+    """Delete content past its retention, and console sessions past their end: at start, then
+    every `PURGE_EVERY_S`."""
     while True:
         try:
             await asyncio.to_thread(state.content_log.purge_expired)
             await asyncio.to_thread(state.stored_responses.purge_expired)
+            await asyncio.to_thread(state.sessions.sweep)
         except Exception as exc:  # the database is away; the next round deletes it
             log.warning("purging expired content failed: %s", type(exc).__name__)
         await asyncio.sleep(PURGE_EVERY_S)
+
+
+async def publish_state_metrics(state: AppState, registry: MetricsRegistry) -> None:
+    """With several workers, each publishes its state (engine queues, breakers, backlogs) for
+    whichever worker answers the scrape; the one answering refreshes its own first."""
+    while True:
+        try:
+            registry.state.update(state.state_samples())
+        except Exception as exc:  # a provider's report failed; the next round tries again
+            log.warning("publishing state metrics failed (%s)", type(exc).__name__)
+        await asyncio.sleep(STATE_EVERY_S)
 
 
 async def sweep_abandoned(state: AppState) -> None:
@@ -245,7 +270,11 @@ async def sweep_abandoned(state: AppState) -> None:
         await asyncio.sleep(SWEEP_EVERY_S)
         try:
             await settle_abandoned(
-                state.counters, state.ledger, owner=None, older_than=ABANDONED_AFTER
+                state.counters,
+                state.ledger,
+                owner=None,
+                older_than=ABANDONED_AFTER,
+                written=state.count_interrupted,
             )
         except Exception as exc:  # the store or database is away; next sweep tries again
             log.warning("reconciliation sweep failed: %s", type(exc).__name__)
@@ -261,8 +290,9 @@ def settle_garbage_collector() -> None:
 
 
 def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette:
-    # Built first so a bad CIDR stops start before the database is opened.
+    # Built first so a bad CIDR or OTEL_* value stops start before the database is opened.
     client_address = ClientAddressResolver(settings.trusted_proxies)
+    tracing = Tracing.from_environment(settings.replica())  # off unless OTEL_* asks
     state = build_state(settings, admin_digest)
 
     @contextlib.asynccontextmanager
@@ -280,6 +310,8 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
             loop.create_task(summarize_login_failures(state)),
             loop.create_task(purge_expired_content(state)),
         ]
+        if state.metrics is not None and state.metrics.multiprocess:
+            background.append(loop.create_task(publish_state_metrics(state, state.metrics)))
         settle_garbage_collector()
         try:
             yield
@@ -297,6 +329,8 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
                 log.error("audit: %d failed-login summaries not written at shutdown", len(refused))
             await state.counters.aclose()
             await asyncio.to_thread(state.close)
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -335,11 +369,20 @@ def create_app(settings: Settings, admin_digest: str | None = None) -> Starlette
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *admin_routes(),
+        *(console_routes() if settings.console else []),
     ]
+    sinks: list[TelemetrySink] = []
+    if state.metrics is not None:
+        sinks.append(state.metrics.requests)
+    if settings.access_log:
+        sinks.append(AccessLog())
+    if tracing is not None:
+        sinks.append(tracing)
+        state.ledger_writer.write_observers.append(tracing.ledger_written)
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(RequestIdMiddleware),
+            Middleware(RequestTelemetryMiddleware, sinks=sinks, tracing=tracing),
             Middleware(UnexpectedErrorMiddleware),
             Middleware(ClientAddressMiddleware, client_address),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),

@@ -89,7 +89,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"modelyard: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     configured = settings.admin_key.get_secret_value() if settings.admin_key else None
     admin = load_or_create_admin_key(settings.data_dir, configured)
     try:

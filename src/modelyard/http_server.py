@@ -23,6 +23,9 @@ def server_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's lines go through the process's own log set-up (observability/logs.py), in its
+        # format; the access log is ours (observability/access_log.py).
+        log_config=None,
         access_log=False,
         http=bounded_protocol(bounds),
         loop="uvloop",

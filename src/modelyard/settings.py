@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
     # The model the Azure AI Inference endpoint serves when a request names none.
     default_model: str | None = None
     log_level: str = "info"
+    # `text` for a terminal; `json`: one JSON object per line, for a log shipper.
+    log_format: Literal["text", "json"] = "text"
+    # One line per HTTP request on the `modelyard.access` logger (no content, no keys).
+    access_log: bool = True
     # Where projects, keys and the audit log live; default: SQLite in the data directory.
     database_url: str | None = None
     # How often (seconds) a replica checks the database for configuration changed elsewhere
@@ -102,6 +107,17 @@ class Settings(BaseSettings):
     # The longest a stored Responses API response is kept (a project keeping content for fewer
     # days keeps it for fewer); a fraction of a day is allowed.
     responses_ttl_days: float = Field(default=30.0, gt=0, le=3650)
+
+    # Prometheus metrics on /metrics; False turns them off (and /metrics answers 404).
+    metrics: bool = True
+    # A project label on request and token counts: one series per project and deployment.
+    metrics_project_label: bool = False
+    # A scrape token for /metrics (`Authorization: Bearer <token>`), besides owners' keys.
+    metrics_token: SecretStr | None = None
+    # /metrics without credentials: only when the operator says so.
+    metrics_public: bool = False
+    # The web console at /console; False: not served (404), the API alone.
+    console: bool = True
 
     def catalog_path(self) -> Path:
         return self.catalog if self.catalog is not None else packaged_catalog_path()

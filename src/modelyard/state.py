@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
 from starlette.requests import Request
 
+from modelyard import __version__
 from modelyard.admin.idempotency import IdempotencyStore
 from modelyard.admin.service import AdminService
 from modelyard.audit.content_log import ContentLog, ContentRecord
@@ -16,6 +18,8 @@ from modelyard.audit.login_failures import LoginFailures
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.directory import Directory
 from modelyard.auth.directory_sync import DirectorySync
+from modelyard.auth.identity_provider import ConsoleClient
+from modelyard.auth.sessions import SessionStore
 from modelyard.catalog.catalog import Catalog
 from modelyard.db.background_writer import BackgroundWriter
 from modelyard.evals.feedback import FeedbackService
@@ -23,11 +27,12 @@ from modelyard.evals.runs import EvalRuns
 from modelyard.ledger.records import UsageRecord
 from modelyard.ledger.store import LedgerStore
 from modelyard.limits.store import CounterStore
-from modelyard.observability.usage_meter import UsageMeter
+from modelyard.observability.metrics import MetricSample, MetricsRegistry
 from modelyard.policy.access import AccessPolicy
 from modelyard.providers.registry import ProviderRegistry
 from modelyard.routing.deployment_stats import Fleet
 from modelyard.routing.router import Router
+from modelyard.serving.budget_status import project_budget_samples
 from modelyard.serving.chat import ChatService
 from modelyard.serving.embeddings import EmbeddingsService
 from modelyard.serving.models import ModelsService
@@ -62,7 +67,8 @@ class AppState:
     login_failures: LoginFailures
     content_log: ContentLog
     content_writer: BackgroundWriter[ContentRecord]
-    usage_meter: UsageMeter
+    # None when the operator turned metrics off.
+    metrics: MetricsRegistry | None
     counters: CounterStore
     ledger: LedgerStore
     ledger_writer: BackgroundWriter[UsageRecord]
@@ -74,6 +80,68 @@ class AppState:
     # The Responses API, and the responses it stores for projects that keep content.
     responses: ResponsesService
     stored_responses: StoredResponses
+    # Web console sign-ins (server-side sessions), and the console's registration with the
+    # identity provider (None: no sign-in through it).
+    sessions: SessionStore
+    console_client: ConsoleClient | None
+
+    def state_samples(self) -> list[MetricSample]:
+        """What this process's parts report of their state, for the state metrics."""
+        samples = [
+            sample for provider in self.providers.all() for sample in provider.metric_samples()
+        ]
+        samples += self.fleet.metric_samples()
+        for writer in self.background_writers():
+            labels = {"writer": writer.name}
+            samples += [
+                MetricSample(
+                    "modelyard_writer_backlog",
+                    "gauge",
+                    "Records claimed and not yet written; new work is refused at capacity",
+                    writer.backlog(),
+                    labels,
+                ),
+                MetricSample(
+                    "modelyard_writer_capacity",
+                    "gauge",
+                    "Records the writer may hold while the database is slow or away",
+                    writer.capacity,
+                    labels,
+                ),
+            ]
+        version = self.directory_sync.loaded_version
+        if version is not None:
+            samples.append(
+                MetricSample(
+                    "modelyard_config_version",
+                    "gauge",
+                    "The configuration version this replica has loaded",
+                    version,
+                )
+            )
+        samples.append(
+            MetricSample(
+                "modelyard_build_info",
+                "gauge",
+                "The gateway's version",
+                1,
+                {"version": __version__},
+            )
+        )
+        return samples
+
+    def count_interrupted(self, records: Sequence[UsageRecord]) -> None:
+        """Records reconciliation wrote for requests a stopped replica left unfinished: counted
+        like any other, so the request metrics keep the ledger's totals."""
+        if self.metrics is not None:
+            for r in records:
+                self.metrics.requests.recorded_without_request(
+                    r.project_id, r.deployment, r.status, r.outcome, r.cost_micros
+                )
+
+    async def shared_samples(self) -> list[MetricSample]:
+        """State every replica shares, read for each scrape: the projects' budgets."""
+        return await project_budget_samples(self.directory, self.counters)
 
     def background_writers(self) -> tuple[BackgroundWriter[Any], ...]:
         """Started and stopped by the app's lifespan; stopped in this order."""

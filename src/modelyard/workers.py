@@ -7,6 +7,8 @@ own app and serves on the inherited sockets as replica `<replica>/w<i>`.
 
 Workers share no memory: like replicas on separate machines they share the database and the
 Redis counters, so N > 1 requires Redis (in-process counters would let each admit the full limit).
+Their metrics go to files under `<data dir>/metrics` (prometheus_client's multi-process mode), so
+whichever worker answers `/metrics` shows the sums over all of them.
 A worker that dies is started again in its slot, under the same replica id, and so settles the
 reservations its predecessor left open (`app.reconcile_at_start`). One that dies within
 `EARLY_EXIT_S` of starting is restarted after a back-off; after `MAX_EARLY_EXITS` such deaths in
@@ -36,6 +38,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from modelyard.errors import StartupError
+from modelyard.observability.metrics import mark_worker_gone, share_between_workers
 from modelyard.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ EARLY_EXIT_S = 10.0
 MAX_EARLY_EXITS = 5
 BACKLOG = 2048  # uvicorn's default
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Under the data directory: the workers' metric files, summed by whichever answers /metrics.
+METRICS_DIR = "metrics"
 
 
 def require_shared_counters(settings: Settings) -> None:
@@ -73,6 +78,7 @@ def serve_workers(settings: Settings, admin_digest: str) -> int:
         # uvicorn's code for the same failure, so a port that is taken fails alike with one
         # worker or many.
         return STARTUP_FAILURE
+    share_between_workers(settings.data_dir.resolve() / METRICS_DIR)
     try:
         return Supervisor(settings, admin_digest, sockets).run()
     finally:
@@ -192,6 +198,8 @@ class Supervisor:
         assert slot.process is not None
         process, slot.process = slot.process, None
         process.join()
+        if process.pid is not None:
+            mark_worker_gone(process.pid)
         slot.last_exitcode = process.exitcode
         lived_s = time.monotonic() - slot.started_at
         exited = (slot.index, process.pid, process.exitcode, lived_s)
@@ -247,7 +255,7 @@ def run_worker(
     from modelyard.http_server import server_config
     from modelyard.observability.logs import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     own = settings.model_copy(update={"replica_id": worker_replica(settings, index)})
     try:
         app = create_app(own, admin_digest=admin_digest)

@@ -116,6 +116,32 @@ def test_audit_api_lists_the_events_of_a_project(world: World) -> None:
         }
 
 
+def test_audit_api_filters_by_actor_and_action_and_pages_newest_first(world: World) -> None:
+    everything = world.audit_events()
+    created = [e for e in everything if e["action"] == "keys.create"]
+    assert len(created) >= 3
+
+    def read(query: str) -> list[dict[str, Any]]:
+        response = world.api.call("GET", f"/admin/audit?{query}", world.owner)
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["data"]
+        return events
+
+    assert read("action=keys.create&limit=1000") == created
+    actor = created[0]["actor"]
+    assert read(f"action=keys.create&actor={actor}&limit=1000") == [
+        e for e in created if e["actor"] == actor
+    ]
+    newest = read("action=keys.create&order=desc&limit=2")
+    assert newest == created[::-1][:2]
+    older = read(f"action=keys.create&order=desc&limit=2&before_seq={newest[-1]['seq']}")
+    assert older == created[::-1][2:4]
+    for bad in ("order=sideways", "before_seq=x"):
+        refused = world.api.call("GET", f"/admin/audit?{bad}", world.owner)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["param"] == bad.split("=")[0]
+
+
 def test_audit_log_records_each_mutation_denial_and_failed_login(world: World) -> None:
     project = world.create_project()
     base = f"/admin/projects/{project}"

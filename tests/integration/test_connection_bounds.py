@@ -14,6 +14,7 @@ import pytest
 from modelyard.testing.fake_upstream import FakeUpstream
 from tests.remote.fixtures import remote_gateway_at
 from tests.support.gateway import GatewayProcess
+from tests.support.raw_http import read_raw_response
 
 HEAD_TIMEOUT_S = 1.0
 BODY_IDLE_TIMEOUT_S = 1.0
@@ -110,10 +111,10 @@ def test_an_idle_kept_alive_connection_outlives_the_clients_own_expiry(
     with connect(bounded_gateway) as sock:
         sock.settimeout(5)
         sock.sendall(request)
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert read_raw_response(sock).startswith(b"HTTP/1.1 200 ")
         time.sleep(6)  # idle past httpx's expiry, and past uvicorn's default keep-alive
         sock.sendall(request)
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert read_raw_response(sock).startswith(b"HTTP/1.1 200 ")
 
 
 def test_the_limits_are_settings(tmp_path: Path) -> None:

@@ -167,6 +167,14 @@ def test_usage_report_as_json_csv_and_cli(spend_gateway: GatewayProcess) -> None
         "latency_ms_avg"
     )
     assert csv_text[1].startswith("reported,acme-large,3,33,15,")
+    # Narrowed to some values of a dimension: the others are left out.
+    narrowed = httpx.get(url + "&model=acme-large&model=elsewhere", headers=admin(spend_gateway))
+    assert narrowed.json()["data"] == report["data"]
+    none = httpx.get(url + "&model=elsewhere", headers=admin(spend_gateway))
+    assert none.json()["data"] == []
+    too_many = httpx.get(url + "&model=m" * 101, headers=admin(spend_gateway))
+    assert too_many.status_code == 400
+    assert too_many.json()["error"]["param"] == "model"
     # The project's own key may read its usage, but not another project's.
     own = httpx.get(url, headers={"Authorization": f"Bearer {key}"})
     assert own.status_code == 200

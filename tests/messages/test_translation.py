@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from modelyard.api.errors import error_response
-from modelyard.api.middleware import RequestIdMiddleware, UnexpectedErrorMiddleware
+from modelyard.api.middleware import RequestTelemetryMiddleware, UnexpectedErrorMiddleware
 from modelyard.errors import (
     EngineBusy,
     InvalidParameter,
@@ -360,7 +360,7 @@ async def test_an_unexpected_failure_on_the_messages_surface_is_an_anthropic_500
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError("a bug")
 
-    app = RequestIdMiddleware(UnexpectedErrorMiddleware(failing))
+    app = RequestTelemetryMiddleware(UnexpectedErrorMiddleware(failing))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         reply = await client.post("/v1/messages", json={})

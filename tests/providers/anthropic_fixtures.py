@@ -77,8 +77,7 @@ def anthropic_server() -> Iterator[FakeAnthropic]:
 @pytest.fixture()
 def anthropic_upstream(anthropic_server: FakeAnthropic) -> FakeAnthropic:
     """The module's fake, with no scripted replies or recorded requests left over."""
-    anthropic_server.replies.clear()
-    anthropic_server.requests.clear()
+    anthropic_server.reset()
     return anthropic_server
 
 

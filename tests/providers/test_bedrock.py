@@ -88,10 +88,7 @@ def bedrock_server() -> Iterator[FakeBedrock]:
 @pytest.fixture()
 def bedrock(bedrock_server: FakeBedrock) -> FakeBedrock:
     """The module's fake Bedrock, with nothing scripted or recorded left over."""
-    bedrock_server.replies.clear()
-    bedrock_server.requests.clear()
-    bedrock_server.raw_paths.clear()
-    bedrock_server.signature_failures.clear()
+    bedrock_server.reset()
     return bedrock_server
 
 

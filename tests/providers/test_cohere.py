@@ -46,8 +46,7 @@ def cohere_server() -> Iterator[FakeCohere]:
 @pytest.fixture()
 def cohere(cohere_server: FakeCohere) -> FakeCohere:
     """The module's fake Cohere, with no scripted replies or recorded requests left over."""
-    cohere_server.replies.clear()
-    cohere_server.requests.clear()
+    cohere_server.reset()
     return cohere_server
 
 

@@ -101,8 +101,7 @@ def upstream_server() -> Iterator[FakeUpstream]:
 @pytest.fixture()
 def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
     """The shared fake upstream, with no scripted replies or recorded requests left over."""
-    upstream_server.replies.clear()
-    upstream_server.requests.clear()
+    upstream_server.reset()
     return upstream_server
 
 

@@ -365,16 +365,16 @@ def test_a_capability_the_model_lacks_is_refused_before_the_upstream(
 def test_usage_is_counted_when_the_client_leaves_mid_stream(
     remote_gateway: GatewayProcess, upstream: FakeUpstream
 ) -> None:
-    labels = {"deployment": "acme-large-eu", "model": "acme-large"}
+    labels = {"deployment": "acme-large-eu"}
 
-    def metric(name: str) -> float:
+    def metric(name: str, **more: str) -> float:
         try:
-            return remote_gateway.metric(name, **labels)
+            return remote_gateway.metric(name, **labels, **more)
         except KeyError:
             return 0.0
 
     before_requests = metric("modelyard_requests_total")
-    before_tokens = metric("modelyard_completion_tokens_total")
+    before_tokens = metric("modelyard_tokens_total", gen_ai_token_type="output")
     before_left = metric("modelyard_client_disconnects_total")
     upstream.enqueue(StreamReply(stream_events([f"w{i} " for i in range(60)]), delay_s=0.05))
     with httpx.stream(
@@ -390,7 +390,7 @@ def test_usage_is_counted_when_the_client_leaves_mid_stream(
     while metric("modelyard_requests_total") == before_requests:
         assert time.monotonic() < deadline, "the abandoned request was never counted"
         time.sleep(0.05)
-    counted = metric("modelyard_completion_tokens_total") - before_tokens
+    counted = metric("modelyard_tokens_total", gen_ai_token_type="output") - before_tokens
     assert len(received) - 1 <= counted < 60  # what had arrived, not the whole answer
     assert metric("modelyard_client_disconnects_total") == before_left + 1
 

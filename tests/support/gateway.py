@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def free_port() -> int:
@@ -99,15 +100,19 @@ class GatewayProcess:
         )
 
     def metric(self, name: str, **labels: str) -> float:
-        """One sample from /metrics (admin only)."""
+        """The sum of the /metrics samples (admin only) named `name` whose labels include
+        `labels` (with several workers, each worker's state gauge is one sample)."""
         text = httpx.get(
             f"{self.base_url}/metrics",
             headers={"Authorization": f"Bearer {self.admin_key}"},
             verify=self.verify,
         ).text
-        wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-        prefix = f"{name}{{{wanted}}} " if wanted else f"{name} "
-        for line in text.splitlines():
-            if line.startswith(prefix):
-                return float(line[len(prefix) :])
-        raise KeyError(f"no metric {prefix!r} in:\n{text}")
+        found = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        ]
+        if not found:
+            raise KeyError(f"no metric {name} with {labels} in:\n{text}")
+        return sum(found)

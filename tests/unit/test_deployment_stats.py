@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
-from modelyard.observability.metrics import MetricSample, render_prometheus
+from modelyard.observability.metrics import MetricSample, StateMetrics
 from modelyard.routing.breaker import BreakerPolicy, BreakerState
 from modelyard.routing.deployment_stats import DeploymentStats, Fleet, LastError
 
@@ -192,8 +193,10 @@ def test_fleet_metric_samples_cover_every_deployment_in_order() -> None:
     samples = fleet.metric_samples()
     assert [s.labels["deployment"] for s in samples] == ["a"] * 5 + ["b"] * 6
     assert len(by_name(samples)) == len(samples)  # no sample twice
-    text = render_prometheus(samples)
-    assert 'modelyard_deployment_ttft_seconds{deployment="b"} 0.5' in text
+    registry = CollectorRegistry()
+    StateMetrics(registry).update(samples)
+    text = generate_latest(registry).decode()
+    assert 'modelyard_deployment_ttft_seconds{deployment="b"} 0.5\n' in text
     assert 'modelyard_deployment_ttft_seconds{deployment="a"}' not in text
     assert text.count("# TYPE modelyard_deployment_breaker_state gauge") == 1
 

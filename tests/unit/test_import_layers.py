@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "errors",
             "money",
+            "streams",
             "settings",
             "engine",
             "__init__",

@@ -21,6 +21,7 @@ from tests.support.network_faults import (
     SilentServer,
     closed_port,
 )
+from tests.support.raw_http import read_raw_response
 
 
 def wire_request(request: httpx.Request) -> bytes:
@@ -44,27 +45,6 @@ def raw_chat_request(port: int, text: str) -> bytes:
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n"
         b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (port, len(body), body)
     )
-
-
-def read_raw_response(sock: socket.socket) -> bytes:
-    """One HTTP/1.1 response with a content-length body, exactly as it came off the socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed mid-head: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed mid-body"
-        body += chunk
-    assert len(body) == length, "more bytes than one response"
-    return head + b"\r\n\r\n" + body
 
 
 def chat(text: str) -> dict[str, object]:

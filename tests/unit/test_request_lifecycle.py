@@ -23,7 +23,6 @@ from modelyard.errors import (
 )
 from modelyard.ledger.records import UsageRecord
 from modelyard.limits.memory_store import MemoryCounterStore
-from modelyard.observability.usage_meter import UsageMeter
 from modelyard.policy.rbac import Role
 from modelyard.protocol.generation import Usage
 from modelyard.routing.deployment_stats import Fleet
@@ -77,9 +76,7 @@ async def lifecycle(retention: int | None = None) -> tuple[RequestLifecycle, Wri
     for writer in (ledger_writer, content_writer):
         writer.start()
         assert writer.claim()  # as admission does
-    recording = Recording(
-        ledger_writer, content_writer, UsageMeter(), MemoryCounterStore(), Fleet()
-    )
+    recording = Recording(ledger_writer, content_writer, MemoryCounterStore(), Fleet())
     principal = Principal("dev", "key", {"p1": Role.DEVELOPER}, "myd-…", project="p1")
     made = RequestLifecycle(
         "req-1",

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from modelyard.api.middleware import RequestIdMiddleware, UnexpectedErrorMiddleware
+from modelyard.api.middleware import RequestTelemetryMiddleware, UnexpectedErrorMiddleware
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def failing_app(text: str) -> object:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError(f"input should be a valid number, got {text!r}")
 
-    return RequestIdMiddleware(UnexpectedErrorMiddleware(app))
+    return RequestTelemetryMiddleware(UnexpectedErrorMiddleware(app))
 
 
 @pytest.mark.anyio

@@ -11,7 +11,7 @@ granter's, and a key never outlives the credential that minted it. Methods are s
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from modelyard.admin.shapes import (
     project_json,
     retention_note,
 )
-from modelyard.audit.log import AuditLog
+from modelyard.audit.log import AuditLog, AuditQuery
 from modelyard.auth.directory import Directory, KeyRecord, ProjectRecord
 from modelyard.auth.directory_sync import bump_config_version
 from modelyard.auth.principal import Principal
@@ -361,8 +361,10 @@ class AdminService:
         since: str,
         until: str,
         project_id: str | None,
+        only: Mapping[str, Sequence[str]] | None = None,
     ) -> JsonObject:
-        """Totals from the daily rollup; without a project, every project the caller may read."""
+        """Totals from the daily rollups; without a project, every project the caller may read;
+        `only`: just these values of a dimension (e.g. the keys a chart draws)."""
         if project_id is not None:
             self._policy.require(principal, Action.USAGE_READ, project_id)
             scope: list[str] | None = [project_id]
@@ -376,7 +378,7 @@ class AdminService:
                     principal, Action.USAGE_READ, self._directory.projects[p]
                 ).allowed
             ]
-        rows = self._ledger.daily(group_by, since, until, scope)
+        rows = self._ledger.daily(group_by, since, until, scope, only)
         for row in rows:
             row["cost_usd"] = dollars(row["cost_micros"])
             # What an A/B comparison of arms reads: the share of errors and the mean latency.
@@ -411,9 +413,8 @@ class AdminService:
 
     # -- audit ------------------------------------------------------------------------------
 
-    def read_audit(
-        self, principal: Principal, project_id: str | None, after_seq: int, limit: int
-    ) -> JsonObject:
+    def read_audit(self, principal: Principal, query: AuditQuery) -> JsonObject:
+        project_id = query.project_id
         if project_id is None:
             if not principal.is_owner():
                 deny(
@@ -424,7 +425,15 @@ class AdminService:
                 )
         else:
             self._policy.require(principal, Action.AUDIT_READ, project_id)
-        events = self._audit.read(project_id=project_id, after_seq=after_seq, limit=limit)
+        events = self._audit.read(
+            project_id=project_id,
+            actor=query.actor,
+            action=query.action,
+            after_seq=query.after_seq,
+            before_seq=query.before_seq,
+            limit=query.limit,
+            newest_first=query.newest_first,
+        )
         return {"object": "list", "data": events}
 
 

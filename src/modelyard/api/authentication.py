@@ -17,6 +17,7 @@ from starlette.requests import Request
 from modelyard.auth.authenticator import Authenticator
 from modelyard.auth.principal import Principal
 from modelyard.errors import AuthenticationFailed, PermissionDenied
+from modelyard.observability.tracing import traced_call
 from modelyard.state import app_state
 
 
@@ -27,8 +28,17 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+@traced_call("authenticate")
 async def caller(request: Request, *, x_api_key: bool = False) -> Principal:
-    """`x_api_key`: also take the key from `x-api-key` (the Anthropic surface)."""
+    """`x_api_key`: also take the key from `x-api-key` (the Anthropic surface).
+
+    A request the console dispatches in-process arrives with its session's principal already
+    in the scope (no client can put it there); it is used as is, so the console is authorized
+    by the very same route code as the API.
+    """
+    signed_in: Principal | None = request.scope.get("state", {}).get("principal")
+    if signed_in is not None:
+        return signed_in
     state = app_state(request)
     headers = _with_x_api_key(request) if x_api_key else request.headers
     try:

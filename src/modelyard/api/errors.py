@@ -33,6 +33,7 @@ from modelyard.errors import (
     PermissionDenied,
     RouteNotFound,
 )
+from modelyard.observability.request_telemetry import note_error_code
 from modelyard.policy.access import AccessDenied
 from modelyard.protocol.anthropic_output import error_object
 
@@ -92,6 +93,7 @@ def anthropic_error_body(error: ModelyardError, request_id: str | None = None) -
 
 def error_response(error: ModelyardError, scope: Scope | None = None) -> Response:
     """The error's answer, in the shape of the surface `scope` (the request) belongs to."""
+    note_error_code(error.code)
     anthropic = scope is not None and anthropic_shaped(scope)
     status = anthropic_status(error) if anthropic else error.status
     headers = dict(error.headers)
@@ -111,9 +113,7 @@ def error_response(error: ModelyardError, scope: Scope | None = None) -> Respons
 
 async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
-    if isinstance(exc, AuthenticationFailed | PermissionDenied) and not _audit_refusal(
-        request, exc
-    ):
+    if isinstance(exc, AuthenticationFailed | PermissionDenied) and not audit_refusal(request, exc):
         return error_response(
             BacklogFull(
                 "The gateway cannot record refusals for now: its audit log is behind (the "
@@ -125,7 +125,7 @@ async def handle_modelyard_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, request.scope)
 
 
-def _audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenied) -> bool:
+def audit_refusal(request: Request, exc: AuthenticationFailed | PermissionDenied) -> bool:
     """Failed logins and denials go to the audit log, off the request path; False when its
     backlog is full (the refusal then cannot be answered as such, and is counted)."""
     state = request.app.state.modelyard

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
+
 import orjson
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard.api.authentication import caller
-from modelyard.errors import NotReady
-from modelyard.observability.metrics import render_prometheus
+from modelyard.errors import NotFound, NotReady
+from modelyard.observability.metrics import EXPOSITION_CONTENT_TYPE
 from modelyard.policy.rbac import Action
 from modelyard.state import app_state
 
@@ -34,9 +37,24 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """The Prometheus exposition: for owners' keys, the scrape token, or anyone when the
+    operator made it public."""
     state = app_state(request)
-    state.access.require_owner(await caller(request), Action.METRICS_READ, "the gateway's metrics")
-    samples = [sample for provider in state.providers.all() for sample in provider.metric_samples()]
-    samples += state.usage_meter.metric_samples()
-    samples += state.fleet.metric_samples()
-    return Response(render_prometheus(samples), media_type="text/plain; version=0.0.4")
+    registry = state.metrics
+    if registry is None:
+        raise NotFound("Metrics are turned off on this gateway (MODELYARD_METRICS=false).")
+    settings = state.settings
+    if not settings.metrics_public and not _scrape_token_given(request, settings.metrics_token):
+        principal = await caller(request)
+        state.access.require_owner(principal, Action.METRICS_READ, "the gateway's metrics")
+    registry.state.update(state.state_samples())
+    registry.scrape_time.refresh(await state.shared_samples())
+    return Response(registry.exposition(), media_type=EXPOSITION_CONTENT_TYPE)
+
+
+def _scrape_token_given(request: Request, token: SecretStr | None) -> bool:
+    if token is None:
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)

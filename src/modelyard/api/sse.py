@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from modelyard.api.errors import error_body
 from modelyard.errors import InternalError, ModelyardError
+from modelyard.streams import close_stream
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class EventStreamResponse:
             for task in (pump, watch):
                 task.cancel()
             await asyncio.gather(pump, watch, return_exceptions=True)
-            await _close(self._events)
+            await close_stream(self._events)
         # Returning without the final empty body (after an error) makes the server drop the
         # connection, which is how a failed stream must end.
 
@@ -146,9 +147,3 @@ class EventStreamResponse:
 async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-async def _close(events: AsyncIterator[Any]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -59,6 +59,20 @@ class VerifyReport:
     head_hash: str
 
 
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which records to read: every filter given must match; `newest_first` reads the page just
+    before `before_seq` (or the newest page) instead of the one just after `after_seq`."""
+
+    project_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    after_seq: int = 0
+    before_seq: int | None = None
+    limit: int = 100
+    newest_first: bool = False
+
+
 class AuditLog:
     def __init__(
         self, engine: Engine, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -91,13 +105,18 @@ class AuditLog:
         actor: str | None = None,
         action: str | None = None,
         after_seq: int = 0,
+        before_seq: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[dict[str, Any]]:
-        """Records after `after_seq` matching every filter given, oldest first."""
+        """Records between `after_seq` and `before_seq` (both excluded) matching every filter
+        given, oldest first (or newest first: the page before `before_seq`)."""
         if not 1 <= limit <= MAX_READ_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_READ_LIMIT}")
         table = audit_events.c
         query = select(audit_events).where(table.seq > after_seq)
+        if before_seq is not None:
+            query = query.where(table.seq < before_seq)
         for column, value in (
             (table.project_id, project_id),
             (table.actor, actor),
@@ -105,8 +124,9 @@ class AuditLog:
         ):
             if value is not None:
                 query = query.where(column == value)
+        order = table.seq.desc() if newest_first else table.seq
         with self._engine.connect() as connection:
-            rows = connection.execute(query.order_by(table.seq).limit(limit))
+            rows = connection.execute(query.order_by(order).limit(limit))
             # Column keys are SQLAlchemy quoted_name (a str subclass); JSON encoders want str.
             return [{str(k): v for k, v in row._mapping.items()} for row in rows]
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from modelyard.auth.directory import Directory, KeyRecord
 from modelyard.auth.keys import digests_match, key_hint, keyed_digest, project_key_id
 from modelyard.auth.principal import Principal, home_project
+from modelyard.auth.sessions import SessionCredential
 from modelyard.auth.tokens import TokenVerifier, looks_like_jwt
 from modelyard.errors import AuthenticationFailed, PermissionDenied
 from modelyard.policy.rbac import ALL_PROJECTS, Role
@@ -109,6 +110,9 @@ class Authenticator:
         why_not = record.unusable_because(self._clock())
         if why_not is not None:
             raise AuthenticationFailed(f"The API key {key_hint(key)} cannot be used: {why_not}.")
+        return self._key_principal(record, key_hint(key))
+
+    def _key_principal(self, record: KeyRecord, hint: str) -> Principal:
         cached = self._key_principals.get(record.id)
         if cached is not None and cached[0] is record:
             return cached[1]
@@ -116,7 +120,7 @@ class Authenticator:
             subject=record.subject,
             kind="key",
             grants={record.project_id: record.role},
-            hint=key_hint(key),
+            hint=hint,
             project=record.project_id,
             key_id=record.id,
             models=record.models,
@@ -125,6 +129,73 @@ class Authenticator:
         # Keyed by the record object: a revocation or rotation replaces it, and so the entry.
         self._key_principals[record.id] = (record, principal)
         return principal
+
+    def session_credential(self, principal: Principal) -> SessionCredential:
+        """What a console session keeps of the credential `principal` signed in with."""
+        if principal.kind == "admin":
+            return SessionCredential("admin", "admin", principal.hint, digest=self._admin_digest)
+        if principal.kind == "key":
+            record = self._directory.keys[principal.key_id or ""]
+            return SessionCredential(
+                "key",
+                record.subject,
+                principal.hint,
+                digest=record.digest,
+                key_id=record.id,
+                expires_at=record.expires_at,
+            )
+        raise ValueError("a token's session comes from token_session_credential")
+
+    def token_session_credential(self, token: str) -> SessionCredential:
+        """Verify an identity provider's token (the console's OIDC sign-in) like a bearer token
+        and keep its subject and the roles its claims grant (memberships are read per page)."""
+        if self._tokens is None:
+            raise AuthenticationFailed("No identity provider is configured.")
+        verified = self._tokens.verify(token)
+        return SessionCredential(
+            "token",
+            verified.subject,
+            verified.subject,
+            grants=dict(verified.grants),
+            expires_at=verified.expires_at,
+        )
+
+    def session_principal(self, credential: SessionCredential) -> Principal:
+        """The principal a console session acts as, checked now as its credential would be: a
+        key revoked, rotated or expired, a changed admin key or an expired token refuse (401)."""
+        if credential.kind == "admin":
+            if credential.digest != self._admin_digest:
+                raise AuthenticationFailed("The admin key this session signed in with changed.")
+            return _ADMIN
+        if credential.expires_at is not None and credential.expires_at <= self._clock():
+            raise AuthenticationFailed("The credential this session signed in with has expired.")
+        if credential.kind == "key":
+            record = self._directory.keys.get(credential.key_id or "")
+            if record is None or record.digest != credential.digest:
+                raise AuthenticationFailed(
+                    f"The API key {credential.hint} this session signed in with is gone."
+                )
+            why_not = record.unusable_because(self._clock())
+            if why_not is not None:
+                raise AuthenticationFailed(
+                    f"The API key {credential.hint} cannot be used: {why_not}."
+                )
+            return self._key_principal(record, credential.hint)
+        grants = {**credential.grants, **self._directory.member_grants(credential.subject)}
+        return Principal(
+            subject=credential.subject,
+            kind="token",
+            grants=grants,
+            hint=credential.hint,
+            expires_at=credential.expires_at,
+        )
+
+    def acting_as(self, principal: Principal, project: str | None) -> Principal:
+        """`principal` acting in `project` (as if named in x-modelyard-project); a project the
+        principal holds no role on, or that does not exist, is refused the same way."""
+        if project is None and principal.project is not None:
+            return principal
+        return self._acting(principal, project)
 
     def _acting(self, principal: Principal, named: str | None) -> Principal:
         """Fix the project the request acts in: the one named in the header, else the only one."""

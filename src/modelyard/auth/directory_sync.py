@@ -65,6 +65,12 @@ class DirectorySync:
         self.database_problem: str | None = None
         self._catching_up: asyncio.Future[bool] | None = None
 
+    @property
+    def loaded_version(self) -> int | None:
+        """The configuration version this replica's view was loaded at; None before the first
+        poll."""
+        return self._seen
+
     def poll(self) -> bool:
         """One tick (blocking): reload when the version moved. True when the view was replaced."""
         for _ in range(_ATTEMPTS):

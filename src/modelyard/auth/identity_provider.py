@@ -5,12 +5,20 @@ The file names one issuer, the audiences a token must carry, where the signing k
 validated completely at start-up; a problem raises `AuthConfigError`, whose message names the
 file and the field. Verifying tokens is `tokens.py`'s job. Invariants: only public-key
 algorithms are configured, and role `owner` is granted on `*` and nowhere else.
+
+An optional `oidc.console` section registers the web console as a client of the identity
+provider (the authorization-code flow with PKCE, `oidc_flow.py`): its client id, which must be
+one of the audiences (the id_token is verified like any bearer token), an optional client
+secret, the authorization and token endpoints (https, or http to a loopback address) and the
+scopes it asks for besides `openid`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -34,6 +42,8 @@ PUBLIC_KEY_ALGORITHMS = (
     "EdDSA",
 )
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
+# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 class AuthConfigError(StartupError):
@@ -48,6 +58,19 @@ class RoleMapping:
 
 
 @dataclass(frozen=True)
+class ConsoleClient:
+    """The web console as a client of the identity provider."""
+
+    client_id: str
+    # Kept out of repr: a config printed in a log never shows it.
+    client_secret: str | None = field(repr=False)
+    authorization_endpoint: str
+    token_endpoint: str
+    # Always starts with "openid".
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IdentityProviderConfig:
     issuer: str
     audiences: tuple[str, ...]
@@ -59,6 +82,8 @@ class IdentityProviderConfig:
     subject_claim: str
     role_claim: str
     mappings: tuple[RoleMapping, ...]
+    # None: the console signs in with API keys only.
+    console: ConsoleClient | None = None
 
 
 class _Strict(BaseModel):
@@ -72,6 +97,35 @@ class _MappingEntry(_Strict):
     role: Annotated[Role, Field(strict=False)]
 
 
+class _ConsoleEntry(_Strict):
+    client_id: Annotated[str, Field(min_length=1)]
+    client_secret: Annotated[str, Field(min_length=1)] | None = None
+    authorization_endpoint: str
+    token_endpoint: str
+    scopes: list[str] = []
+
+    @field_validator("authorization_endpoint", "token_endpoint")
+    @classmethod
+    def _endpoint(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+            raise ValueError("must be an https:// URL without a fragment")
+        # The authorization code and the id_token travel here.
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("plain http is only allowed to a loopback address; use https")
+        return url
+
+    @field_validator("scopes")
+    @classmethod
+    def _scope_tokens(cls, scopes: list[str]) -> list[str]:
+        for scope in scopes:
+            if _SCOPE_TOKEN.fullmatch(scope) is None:
+                raise ValueError(
+                    f"{scope!r} is not one scope (printable ASCII without spaces, '\"' or '\\')"
+                )
+        return scopes
+
+
 class _OidcEntry(_Strict):
     issuer: Annotated[str, Field(min_length=1)]
     audience: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
@@ -83,6 +137,7 @@ class _OidcEntry(_Strict):
     subject_claim: Annotated[str, Field(min_length=1)] = "sub"
     role_claim: Annotated[str, Field(min_length=1)]
     mappings: Annotated[list[_MappingEntry], Field(min_length=1)]
+    console: _ConsoleEntry | None = None
 
     @field_validator("audience", mode="before")
     @classmethod
@@ -123,6 +178,17 @@ class _AuthFile(_Strict):
     oidc: _OidcEntry
 
 
+def _secret(value: str | None, where: str) -> str | None:
+    """A secret written as is, or `env:NAME` to read it from the environment at start-up."""
+    if value is None or not value.startswith("env:"):
+        return value
+    name = value.removeprefix("env:")
+    found = os.environ.get(name)
+    if not found:
+        raise AuthConfigError(f"{where}: the environment variable {name} is not set")
+    return found
+
+
 def load_identity_provider(path: Path) -> IdentityProviderConfig:
     """Parse and validate the file at `path`, or raise AuthConfigError naming what is wrong."""
     try:
@@ -161,6 +227,20 @@ def _build(path: Path, oidc: _OidcEntry) -> IdentityProviderConfig:
                 f"{at}.value: '{mapping.value}' is already mapped on project '{mapping.project}'"
             )
         seen.add((mapping.value, mapping.project))
+    console = None
+    if oidc.console is not None:
+        if oidc.console.client_id not in oidc.audience:
+            raise AuthConfigError(
+                f"{where}.console.client_id: '{oidc.console.client_id}' must be one of the "
+                "audiences (oidc.audience): the console's id_token is issued to it"
+            )
+        console = ConsoleClient(
+            client_id=oidc.console.client_id,
+            client_secret=_secret(oidc.console.client_secret, f"{where}.console.client_secret"),
+            authorization_endpoint=oidc.console.authorization_endpoint,
+            token_endpoint=oidc.console.token_endpoint,
+            scopes=tuple(dict.fromkeys(["openid", *oidc.console.scopes])),
+        )
     jwks_file = None
     if oidc.jwks_file is not None:
         jwks_file = Path(oidc.jwks_file)
@@ -177,6 +257,7 @@ def _build(path: Path, oidc: _OidcEntry) -> IdentityProviderConfig:
         subject_claim=oidc.subject_claim,
         role_claim=oidc.role_claim,
         mappings=tuple(RoleMapping(m.value, m.project, m.role) for m in oidc.mappings),
+        console=console,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.engine import ExceptionContext
 
 # The advisory lock that serializes migrations on PostgreSQL ("myd_migr" as an integer).
 _PG_MIGRATION_LOCK = 0x6D79645F6D696772
@@ -21,6 +22,7 @@ def open_database(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "handle_error", _close_locked_sqlite_connection)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     migrate(engine)
@@ -50,3 +52,12 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # Deleted rows (expired content, idempotent replies) are overwritten, not left in free pages.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def _close_locked_sqlite_connection(context: ExceptionContext) -> None:
+    # Python 3.11's sqlite3 no longer resets unfinished statements on rollback, so a connection
+    # whose write failed with "database is locked" can still hold an old read snapshot; back in
+    # the pool it would fail every later write the same way. Close it instead (it alone).
+    if "database is locked" in str(context.original_exception):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False

@@ -204,6 +204,19 @@ Index("ix_usage_records_project_created", usage_records.c.project_id, usage_reco
 Index("ix_usage_records_key_created", usage_records.c.key_id, usage_records.c.created_at)
 Index("ix_usage_records_created", usage_records.c.created_at)
 
+
+def _daily_sums() -> list[Column[int]]:
+    """The sums every daily rollup keeps, as new columns (a column belongs to one table)."""
+    return [
+        Column("requests", BigInteger, nullable=False),
+        Column("prompt_tokens", BigInteger, nullable=False),
+        Column("completion_tokens", BigInteger, nullable=False),
+        Column("cost_micros", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        Column("latency_ms", BigInteger, nullable=False),
+    ]
+
+
 # Daily rollup kept in the same transaction as the records, so reports never scan records.
 usage_daily = Table(
     "usage_daily",
@@ -215,12 +228,37 @@ usage_daily = Table(
     Column("deployment", String(200), primary_key=True),
     Column("route", String(200), primary_key=True),  # "" for requests that named a model
     Column("arm", String(200), primary_key=True),
-    Column("requests", BigInteger, nullable=False),
-    Column("prompt_tokens", BigInteger, nullable=False),
-    Column("completion_tokens", BigInteger, nullable=False),
-    Column("cost_micros", BigInteger, nullable=False),
-    Column("errors", BigInteger, nullable=False),
-    Column("latency_ms", BigInteger, nullable=False),
+    *_daily_sums(),
+)
+
+
+# Coarser rollups of the same records, kept in the same transaction, so a report reads the
+# fewest rows that answer it (`LedgerStore.daily`); day and project always (reports filter both).
+usage_daily_projects = Table(
+    "usage_daily_projects",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("project_id", String(64), primary_key=True),
+    *_daily_sums(),
+)
+usage_daily_keys = Table(
+    "usage_daily_keys",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("project_id", String(64), primary_key=True),
+    Column("key_id", String(32), primary_key=True),
+    *_daily_sums(),
+)
+usage_daily_models = Table(
+    "usage_daily_models",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("project_id", String(64), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("deployment", String(200), primary_key=True),
+    Column("route", String(200), primary_key=True),
+    Column("arm", String(200), primary_key=True),
+    *_daily_sums(),
 )
 
 # Routes created or changed at runtime (`/admin/routes`), over those of the catalog file; a NULL
@@ -310,4 +348,18 @@ stored_responses = Table(
     Column("response", LargeBinary, nullable=False),
     Column("input_items", LargeBinary, nullable=False),
     Column("conversation", LargeBinary, nullable=False),
+)
+
+# Web console sign-ins (`auth/sessions.py`): only the SHA-256 of the cookie's token is kept. The
+# credential says how to check, on every page, that the person may still act as they signed in
+# (a key's id and keyed digest, the admin key's digest, or an identity's subject and grants).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("credential", JSON, nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
 )

@@ -150,6 +150,8 @@ class EvalStore:
             request_ids = [row[0] for row in connection.execute(unsettled)]
             for start in range(0, len(request_ids), _SETTLE_BATCH):
                 batch = request_ids[start : start + _SETTLE_BATCH]
+                # Read whole before writing: an unfinished SELECT would pin SQLite's snapshot,
+                # and the first UPDATE after another connection's commit would then fail.
                 records = connection.execute(
                     select(
                         usage_records.c.request_id,
@@ -160,7 +162,7 @@ class EvalStore:
                         usage_records.c.request_id.in_(batch),
                         usage_records.c.project_id == run.project_id,
                     )
-                )
+                ).all()
                 for request_id, cost, prompt, completion in records:
                     settled += connection.execute(
                         update(eval_results)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, select
@@ -82,8 +82,10 @@ async def settle_abandoned(
     owner: str | None,
     older_than: timedelta = timedelta(0),
     now: datetime | None = None,
+    written: Callable[[Sequence[UsageRecord]], None] | None = None,
 ) -> int:
-    """Settle open reservations of `owner` (None: of anyone) older than `older_than`."""
+    """Settle open reservations of `owner` (None: of anyone) older than `older_than`; the
+    `interrupted` records written for those the ledger lacks are passed to `written`."""
     now = now or datetime.now(UTC)
     stale = [
         r
@@ -96,6 +98,8 @@ async def settle_abandoned(
     missing = [_interrupted(r, now) for r in stale if r.reservation_id not in costs]
     if missing:
         await asyncio.to_thread(ledger.write, missing)
+        if written is not None:
+            written(missing)
         costs.update(await asyncio.to_thread(ledger.costs, [r.request_id for r in missing]))
     for reservation in stale:
         await counters.settle(reservation.reservation_id, costs[reservation.reservation_id])

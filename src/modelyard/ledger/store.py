@@ -1,21 +1,30 @@
-"""The ledger in the database: usage records, written idempotently, and their daily rollup.
+"""The ledger in the database: usage records, written idempotently, and their daily rollups.
 
 A record is inserted at most once (its request id is the primary key; a retried batch skips the
-ones already there), and only records actually inserted are added to `usage_daily`, in the same
-transaction, so the rollup always equals the records it summarises.
+ones already there), and only records actually inserted are added to the rollups, in the same
+transaction, so every rollup always equals the records it summarises. `usage_daily` keeps every
+dimension a report may group by; the coarser ones (by project, by key, by model) keep fewer, and
+a report reads the smallest rollup that holds the dimensions it asks for (day and project always:
+reports filter on both), which is a function of those dimensions alone.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import BigInteger, Connection, Engine, Table, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from modelyard.db.schema import usage_daily, usage_records
+from modelyard.db.schema import (
+    usage_daily,
+    usage_daily_keys,
+    usage_daily_models,
+    usage_daily_projects,
+    usage_records,
+)
 from modelyard.ledger.records import UsageRecord
 
 _ROLLUP_KEY = ("day", "project_id", "key_id", "model", "deployment", "route", "arm")
@@ -26,6 +35,12 @@ _ROLLUP_SUMS = (
     "cost_micros",
     "errors",
     "latency_ms",
+)
+# Smallest first (in typical size: projects, then keys or models, then everything): a report
+# reads the first whose key holds every dimension it groups by.
+_ROLLUPS = tuple(
+    (table, tuple(column.name for column in table.primary_key.columns))
+    for table in (usage_daily_projects, usage_daily_keys, usage_daily_models, usage_daily)
 )
 
 
@@ -50,44 +65,25 @@ class LedgerStore:
         return inserted
 
     def _roll_up(self, connection: Connection, records: Sequence[UsageRecord]) -> None:
-        totals: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * len(_ROLLUP_SUMS))
-        for r in records:
-            key = (
-                r.day,
-                r.project_id,
-                r.key_id or "",
-                r.model,
-                r.deployment,
-                r.route or "",
-                r.arm or "",
-            )
-            sums = totals[key]
-            for index, value in enumerate(
-                (
-                    1,
-                    r.prompt_tokens,
-                    r.completion_tokens,
-                    r.cost_micros,
-                    int(r.status >= 400),
-                    r.latency_ms,
-                )
-            ):
-                sums[index] += value
-        if not totals:
+        finest = _totals(records)
+        if not finest:
             return
-        upsert = self._dialect.insert(usage_daily)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=list(_ROLLUP_KEY),
-            set_={name: usage_daily.c[name] + upsert.excluded[name] for name in _ROLLUP_SUMS},
-        )
-        connection.execute(
-            upsert,
-            [
-                dict(zip(_ROLLUP_KEY, group, strict=True))
-                | dict(zip(_ROLLUP_SUMS, sums, strict=True))
-                for group, sums in sorted(totals.items())
-            ],
-        )
+        # The same order of tables and of rows in every transaction: concurrent writers
+        # (replicas on PostgreSQL) take their row locks in one order and never deadlock.
+        for table, key in _ROLLUPS:
+            totals = _coarsen(finest, key) if key != _ROLLUP_KEY else finest
+            upsert = self._dialect.insert(table)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=list(key),
+                set_={name: table.c[name] + upsert.excluded[name] for name in _ROLLUP_SUMS},
+            )
+            connection.execute(
+                upsert,
+                [
+                    dict(zip(key, group, strict=True)) | dict(zip(_ROLLUP_SUMS, sums, strict=True))
+                    for group, sums in sorted(totals.items())
+                ],
+            )
 
     def costs(self, request_ids: Sequence[str]) -> dict[str, int]:
         with self._engine.connect() as connection:
@@ -116,18 +112,69 @@ class LedgerStore:
         since: str,
         until: str,
         project_ids: Sequence[str] | None = None,
+        only: Mapping[str, Sequence[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Sums from the rollup between two days (inclusive), grouped by the named dimensions."""
-        columns = [usage_daily.c[name] for name in group_by]
-        sums = [func.sum(usage_daily.c[name]).label(name) for name in _ROLLUP_SUMS]
-        query = select(*columns, *sums).where(
-            usage_daily.c.day >= since, usage_daily.c.day <= until
-        )
+        """Sums from the rollups between two days (inclusive), grouped by the named dimensions;
+        `only` keeps the rows whose dimension has one of the values given for it."""
+        only = only or {}
+        rollup = rollup_for([*group_by, *only])
+        columns = [rollup.c[name] for name in group_by]
+        # PostgreSQL sums a bigint into a numeric; cast back, so every value comes out an int.
+        sums = [cast(func.sum(rollup.c[name]), BigInteger) for name in _ROLLUP_SUMS]
+        query = select(*columns, *sums).where(rollup.c.day >= since, rollup.c.day <= until)
         if project_ids is not None:
-            query = query.where(usage_daily.c.project_id.in_(list(project_ids)))
+            query = query.where(rollup.c.project_id.in_(list(project_ids)))
+        for name, values in only.items():
+            query = query.where(rollup.c[name].in_(list(values)))
         query = query.group_by(*columns).order_by(*columns)
+        names = [*group_by, *_ROLLUP_SUMS]
         with self._engine.connect() as connection:
-            return [
-                {str(k): (int(v) if k in _ROLLUP_SUMS else v) for k, v in row._mapping.items()}
-                for row in connection.execute(query)
-            ]
+            # zip, not row._mapping: a report by day and key can be tens of thousands of rows.
+            return [dict(zip(names, row, strict=True)) for row in connection.execute(query)]
+
+
+def rollup_for(group_by: Iterable[str]) -> Table:
+    """The smallest rollup holding every dimension asked (`usage_daily` for any other name)."""
+    asked = {"day", "project_id", *group_by}
+    return next((table for table, key in _ROLLUPS if asked <= set(key)), usage_daily)
+
+
+def _totals(records: Iterable[UsageRecord]) -> dict[tuple[str, ...], list[int]]:
+    """The records' sums by every dimension of `usage_daily` (no key, no route: "")."""
+    totals: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * len(_ROLLUP_SUMS))
+    for r in records:
+        key = (
+            r.day,
+            r.project_id,
+            r.key_id or "",
+            r.model,
+            r.deployment,
+            r.route or "",
+            r.arm or "",
+        )
+        sums = totals[key]
+        for index, value in enumerate(
+            (
+                1,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.cost_micros,
+                int(r.status >= 400),
+                r.latency_ms,
+            )
+        ):
+            sums[index] += value
+    return totals
+
+
+def _coarsen(
+    finest: dict[tuple[str, ...], list[int]], key: tuple[str, ...]
+) -> dict[tuple[str, ...], list[int]]:
+    """Sums by every dimension, added up by the fewer dimensions of `key`."""
+    positions = [_ROLLUP_KEY.index(name) for name in key]
+    totals: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0] * len(_ROLLUP_SUMS))
+    for group, sums in finest.items():
+        coarse = totals[tuple(group[i] for i in positions)]
+        for index, value in enumerate(sums):
+            coarse[index] += value
+    return totals

@@ -85,6 +85,12 @@ def iso(value: datetime | None) -> str | None:
 
 
 # The columns of a usage report row after its dimensions, in the API's and the CLI's order.
+# What a usage report may be grouped by.
+USAGE_DIMENSIONS = ("day", "project_id", "key_id", "model", "deployment", "route", "arm")
+# Dimensions a report may be narrowed to (`?key_id=a&key_id=b`); day and project have their own.
+USAGE_FILTERS = ("key_id", "model", "deployment", "route", "arm")
+MAX_USAGE_FILTER_VALUES = 100
+
 USAGE_MEASURES = (
     "requests",
     "prompt_tokens",

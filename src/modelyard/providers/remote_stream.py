@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 from modelyard.errors import ModelyardError
 from modelyard.protocol.generation import ChatEvent, Usage
+from modelyard.streams import close_stream
 
 # How long to wait for a stream's body to end after its last event before giving up on reuse.
 DRAIN_TIMEOUT_S = 1.0
@@ -50,9 +51,7 @@ class RemoteChatStream:
                     return
                 yield event
         finally:
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await close_stream(self.events)
 
 
 async def drain(lines: AsyncIterator[bytes]) -> None:

@@ -5,7 +5,8 @@ lives in `upstream_errors.py`; other kinds bring their own `ErrorReader`).
 One pooled keep-alive client serves every remote deployment. Each call gets the deployment's
 connect, read (until headers or the whole non-streamed body), idle-stream and total timeouts.
 Upstream messages are passed on only for requests the upstream rejected as invalid; nothing else
-an upstream says (and never its URL or our credential) reaches the client.
+an upstream says (and never its URL or our credential) reaches the client. A traced request's
+W3C `traceparent` (and `tracestate`) goes with every call.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from modelyard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from modelyard.observability.tracing import propagated_trace
 from modelyard.providers.http_client import (
     ConnectionPool,
     ConnectTimeout,
@@ -157,9 +159,13 @@ class UpstreamTransport:
             response.close()
 
     async def _post(self, call: UpstreamCall, read_s: float) -> Response:
+        headers = call.headers
+        trace = propagated_trace()
+        if trace is not None:  # the upstream's spans join the request's trace, under its attempt
+            headers = trace.outgoing_headers(headers)
         return await self._pool.post(
             call.url,
-            call.headers,
+            headers,
             call.body,
             connect_timeout_s=call.upstream.connect_timeout_s,
             read_timeout_s=read_s,

@@ -23,9 +23,11 @@ from modelyard.errors import BacklogFull
 from modelyard.ledger.cost import worst_case_micros
 from modelyard.limits.keys import RateKey
 from modelyard.limits.values import Admitted, RateWindow
+from modelyard.observability.request_telemetry import note_refusal
+from modelyard.observability.tracing import traced_call
 from modelyard.serving.admission_plan import AdmissionPlan
 from modelyard.serving.lifecycle import Recording, RequestLifecycle
-from modelyard.serving.refusals import ratelimit_headers, refusal
+from modelyard.serving.refusals import ratelimit_headers, refusal, refusal_reason
 
 # Admission plans kept (one per caller and deployment); past this the cache starts afresh.
 MAX_PLANS = 10_000
@@ -40,6 +42,7 @@ class Admissions:
         self._owner = owner
         self._plans: dict[tuple[str, str | None, str], AdmissionPlan] = {}
 
+    @traced_call("admission")
     async def admit(
         self,
         principal: Principal,
@@ -66,6 +69,7 @@ class Admissions:
         max_output_tokens = candidates[0][1]
         claimed = self._claim_backlog(lifecycle)
         if not self._recording.accounting:
+            lifecycle.report_to_current_request()
             return lifecycle
         plan = self._plan(lifecycle)
         lease_key = None if plan.lease is None else plan.lease.key
@@ -86,12 +90,14 @@ class Admissions:
             raise
         if not isinstance(result, Admitted):
             _release(claimed)
+            note_refusal(refusal_reason(result))
             raise refusal(result)
         lifecycle.lease_key = lease_key
         lifecycle.tpm_keys = plan.tpm_keys
         if result.at is not None:
             lifecycle.created_at = result.at
         lifecycle.ratelimit_headers = ratelimit_headers(result)
+        lifecycle.report_to_current_request()
         return lifecycle
 
     async def admit_deployment(self, deployment: Deployment, attempt_id: str, tokens: int) -> bool:
@@ -126,6 +132,7 @@ class Admissions:
         for writer in writers:
             if not writer.claim():
                 _release(claimed)
+                note_refusal("backlog")
                 raise BacklogFull(
                     f"The gateway cannot record more requests for now: its {writer.name} is "
                     "behind (the database is slow or away). Retry shortly.",

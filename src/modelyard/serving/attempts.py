@@ -31,6 +31,7 @@ from modelyard.protocol.generation import ChatEvent, Failed, Usage
 from modelyard.providers.base import ChatProvider, ChatStream
 from modelyard.routing.router import PlannedAttempt, RoutePlan
 from modelyard.serving.lifecycle import Attempt, RequestLifecycle
+from modelyard.streams import close_stream
 from modelyard.structured.contract import OutputContract
 
 FIRST_BACKOFF_S = 0.05
@@ -176,7 +177,7 @@ class Attempts:
         if isinstance(first, ModelyardError):
             lifecycle.attempt_failed(attempt, first, ended=False)
             stream.cancel()
-            await _close(events)
+            await close_stream(events)
             self._fall_through(planned, first)
             return None
         lifecycle.first_output(attempt)
@@ -253,10 +254,4 @@ class _Replayed:
             async for event in self._rest:
                 yield event
         finally:
-            await _close(self._rest)
-
-
-async def _close(events: AsyncIterator[ChatEvent]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
+            await close_stream(self._rest)

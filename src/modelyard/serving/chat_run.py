@@ -30,6 +30,7 @@ from modelyard.protocol.generation import (
 from modelyard.providers.base import ChatStream
 from modelyard.serving.attempts import Attempts, OpenedAttempt
 from modelyard.serving.lifecycle import ClientLeft, Completed, Ending, RequestLifecycle, ending_for
+from modelyard.streams import close_stream
 from modelyard.structured.contract import OutputContract
 from modelyard.structured.validation import validate_content, validate_tool_call
 
@@ -157,6 +158,8 @@ class ChatRun:
                 elif isinstance(event, ChoiceFinished):
                     finish_reasons[event.choice] = event.finish_reason
                 elif isinstance(event, Finished):
+                    # The answer's, not those of an attempt it replaced (a repair, a fallback).
+                    self.lifecycle.finish_reasons[:] = finish_reasons
                     choices = [
                         ChoiceResult("".join(texts[i]), tuple(calls[i]), finish_reasons[i])
                         for i in range(count)
@@ -165,7 +168,7 @@ class ChatRun:
                 elif isinstance(event, Failed):
                     raise event.error
         finally:
-            await _aclose(events)
+            await close_stream(events)
         raise UpstreamStreamBroken("The generation ended without a result.")
 
     def _validate_choice(self, choice: ChoiceResult) -> None:
@@ -193,6 +196,7 @@ class ChatRun:
                     validate_tool_call(event.name, event.arguments, self.contract)
                     called.setdefault(event.choice, []).append(event)
                 elif isinstance(event, ChoiceFinished):
+                    self.lifecycle.finish_reasons.append(event.finish_reason)
                     if event.finish_reason != "length" and event.choice not in called:
                         validate_content("".join(texts.get(event.choice, [])), self.contract)
                 elif isinstance(event, Finished):
@@ -216,7 +220,7 @@ class ChatRun:
             # Ended first, so that usage reported by cancelling already knows the client left.
             self.lifecycle.end(ending)
             self.stream.cancel()
-            await _aclose(events)
+            await close_stream(events)
 
     async def chunks(self) -> AsyncIterator[JsonObject]:
         """The stream as chat.completion.chunk objects."""
@@ -281,11 +285,3 @@ class ChatRun:
                 chat_response.usage_chunk(*ids, usage),
             ]
         return [chat_response.chunk(*ids, index, {}, reason, usage=usage)]
-
-
-async def _aclose(events: AsyncIterator[ChatEvent]) -> None:
-    """Close a stream's iterator however iteration ended, so that abandoning an answer closes
-    the upstream connection (or stops the local job) at once, not when it is collected."""
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

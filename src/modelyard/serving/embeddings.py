@@ -52,6 +52,7 @@ class EmbeddingsService:
             principal, project, card.id, [(deployment, 0)], request_id, input_bound(request)
         )
         lifecycle.route_reason = "the only deployment of this model"
+        lifecycle.operation = "embeddings"
         attempt = lifecycle.begin_attempt(deployment, card.id)
         usage = Usage(0, 0)
         try:

@@ -16,7 +16,8 @@ latency, and the circuit breaker's verdict (a failure of the deployment, a succe
 verdict when the client left). Once the request has ended and every attempt has reported, the
 lifecycle leaves, exactly once: one usage record with every attempt, billed at each attempt's
 own deployment price, queued to the ledger's background writer (which settles the budget
-reservation once the record is committed), the usage metered, and the concurrency lease and
+reservation once the record is committed), the request's telemetry told what it came to
+(metrics, access log, trace), and the concurrency lease and
 token estimates released. Its place in the writers' backlogs was claimed at admission, so none
 of this can be refused or dropped.
 """
@@ -48,7 +49,13 @@ from modelyard.ledger.cost import COST_HEADER, cost_micros
 from modelyard.ledger.records import Outcome, UsageRecord
 from modelyard.limits.store import CounterStore
 from modelyard.money import dollars
-from modelyard.observability.usage_meter import UsageMeter
+from modelyard.observability.request_telemetry import (
+    AdmittedFacts,
+    AttemptFacts,
+    RequestTelemetry,
+    current_request,
+)
+from modelyard.observability.tracing import AttemptSpan, recorded
 from modelyard.protocol.generation import Usage
 from modelyard.providers.base import ChatStream
 from modelyard.routing.deployment_stats import Fleet
@@ -96,7 +103,6 @@ class Recording:
         self,
         ledger: BackgroundWriter[UsageRecord],
         content: BackgroundWriter[ContentRecord],
-        meter: UsageMeter,
         counters: CounterStore,
         fleet: Fleet,
         *,
@@ -104,7 +110,6 @@ class Recording:
     ) -> None:
         self.ledger = ledger
         self.content = content
-        self.meter = meter
         self.counters = counters
         self.fleet = fleet
         # False only in benchmarks that measure what accounting costs: nothing billed or limited.
@@ -149,9 +154,37 @@ class Attempt:
     usage: Usage | None = None
     error: ModelyardError | None = None
     ended_at: float | None = None
+    # Its CLIENT span when the request is traced (`observability/tracing.py`).
+    span: AttemptSpan | None = None
 
     def cost_micros(self) -> int:
         return cost_micros(self.deployment.price, self.usage) if self.usage is not None else 0
+
+    def time_per_output_token(self) -> float | None:
+        """Seconds between output tokens after the first, once the attempt has reported; None
+        without a first output or a second token."""
+        first, ended = self.first_output_at, self.ended_at
+        tokens = self.usage.completion_tokens if self.usage is not None else 0
+        if first is None or ended is None or tokens < 2:
+            return None
+        return (ended - first) / (tokens - 1)
+
+    @property
+    def duration_s(self) -> float:
+        """From its start to its report (0 before it has reported)."""
+        return 0.0 if self.ended_at is None else self.ended_at - self.started
+
+    def facts(self) -> AttemptFacts:
+        usage = self.usage or Usage(0, 0)
+        return AttemptFacts(
+            deployment=self.deployment.id,
+            provider=self.deployment.provider,
+            model=self.model,
+            duration_s=self.duration_s,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            error_code=None if self.error is None else self.error.code,
+        )
 
     def summary(self, final: bool, ending: Ending) -> dict[str, object]:
         """As the usage record keeps it."""
@@ -162,12 +195,11 @@ class Attempt:
         else:
             outcome, status = "replaced", OK_STATUS  # its output was generated again
         usage = self.usage or Usage(0, 0)
-        ended = self.ended_at if self.ended_at is not None else self.started
         return {
             "deployment": self.deployment.id,
             "outcome": outcome,
             "status": status,
-            "latency_ms": int((ended - self.started) * 1000),
+            "latency_ms": int(self.duration_s * 1000),
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "cost_micros": self.cost_micros(),
@@ -203,14 +235,25 @@ class RequestLifecycle:
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
     lease_key: str | None = None
     tpm_keys: tuple[str, ...] = ()
+    # The GenAI operation (`chat`, `embeddings`) the request's metrics and spans name.
+    operation: str = "chat"
+    # Why the answer's choices ended, as the run saw them (for traces).
+    finish_reasons: list[str] = field(default_factory=list)
+    # The HTTP request's telemetry, told what the request came to when the lifecycle leaves.
+    telemetry: RequestTelemetry | None = None
     started: float = field(default_factory=time.monotonic)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # Set once the client is known to have gone (before the attempts report their usage).
     client_left: bool = False
     _open_attempts: int = 0
+    # The model admitted (before fallbacks moved `model` on): the request model of its metrics.
+    _requested_model: str = ""
     _ending: Ending | None = None
     _content_kept: bool = False
     _left: bool = False
+
+    def __post_init__(self) -> None:
+        self._requested_model = self.model
 
     # -- attempts --------------------------------------------------------------------------------
 
@@ -219,6 +262,11 @@ class RequestLifecycle:
     ) -> Attempt:
         """A generation starts on `deployment`; until it reports, the record waits for it."""
         attempt = Attempt(deployment, model, time.monotonic(), admitted=admitted)
+        trace = recorded(self.telemetry)
+        if trace is not None:
+            attempt.span = trace.attempt_started(
+                self.operation, model, deployment.id, deployment.provider
+            )
         self.attempts.append(attempt)
         self.deployment, self.model = deployment, model
         self._open_attempts += 1
@@ -247,12 +295,14 @@ class RequestLifecycle:
         if attempt.ended_at is not None:
             return
         attempt.usage, attempt.ended_at = usage, time.monotonic()
-        self.recording.meter.record(attempt.deployment.id, attempt.model, usage, self.client_left)
-        self._tell_stats(attempt, usage)
+        if attempt.span is not None:
+            error_code = None if attempt.error is None else attempt.error.code
+            attempt.span.ended(usage.prompt_tokens, usage.completion_tokens, error_code)
+        self._tell_stats(attempt)
         self._open_attempts -= 1
         self._leave_when_done()
 
-    def _tell_stats(self, attempt: Attempt, usage: Usage) -> None:
+    def _tell_stats(self, attempt: Attempt) -> None:
         stats = self.recording.fleet.of(attempt.deployment.id)
         stats.finished()
         error = attempt.error
@@ -267,11 +317,9 @@ class RequestLifecycle:
                 stats.breaker.released()  # no verdict: it was not allowed to finish
             else:
                 stats.breaker.succeeded()
-        first, ended = attempt.first_output_at, attempt.ended_at
-        if error is None and first is not None and ended is not None:
-            tokens = usage.completion_tokens
-            per_token = (ended - first) / (tokens - 1) if tokens > 1 else None
-            stats.observe(first - attempt.started, per_token)
+        first = attempt.first_output_at
+        if error is None and first is not None and attempt.ended_at is not None:
+            stats.observe(first - attempt.started, attempt.time_per_output_token())
 
     def cost_micros(self) -> int:
         """What the attempts reported so far cost, each at its deployment's price."""
@@ -304,6 +352,12 @@ class RequestLifecycle:
         return {COST_HEADER: dollars(self.cost_micros())}
 
     # -- the ending ------------------------------------------------------------------------------
+
+    def report_to_current_request(self) -> None:
+        """The request is admitted: its HTTP telemetry waits for what it comes to."""
+        self.telemetry = current_request.get()
+        if self.telemetry is not None:
+            self.telemetry.expect_admitted()
 
     @property
     def keeps_content(self) -> bool:
@@ -346,8 +400,6 @@ class RequestLifecycle:
         self._left = True
         if self.keeps_content and not self._content_kept:
             self.recording.content.release()
-        if not self.recording.accounting:
-            return
         usages = [a.usage for a in self.attempts if a.usage is not None]
         usage = Usage(
             prompt_tokens=sum(u.prompt_tokens for u in usages),
@@ -355,9 +407,39 @@ class RequestLifecycle:
             estimated=any(u.estimated for u in usages),
             cached_prompt_tokens=sum(u.cached_prompt_tokens for u in usages),
         )
-        self.recording.ledger.submit(self._usage_record(self._ending, usage))
-        self.recording.release_limits_later(
-            self.request_id, self.lease_key, self.tpm_keys, usage.total_tokens
+        if self.recording.accounting:
+            self.recording.ledger.submit(self._usage_record(self._ending, usage))
+            trace = recorded(self.telemetry)
+            if trace is not None:
+                trace.ledger_record_queued(self.request_id)
+            self.recording.release_limits_later(
+                self.request_id, self.lease_key, self.tpm_keys, usage.total_tokens
+            )
+        if self.telemetry is not None:
+            self.telemetry.lifecycle_left(self._facts(self._ending, usage))
+
+    def _facts(self, ending: Ending, usage: Usage) -> AdmittedFacts:
+        final = self.attempts[-1] if self.attempts else None
+        first = final.first_output_at if final is not None else None
+        return AdmittedFacts(
+            project_id=self.project_id,
+            request_model=self._requested_model if self.route is None else self.route,
+            deployment=self.deployment.id,
+            provider=self.deployment.provider,
+            response_model=self.model,
+            route=self.route,
+            status=status_of(ending),
+            error_code=ending.error.code if isinstance(ending, Failed) else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_micros=self.cost_micros(),
+            attempts=tuple(attempt.facts() for attempt in self.attempts),
+            time_to_first_token_s=None if first is None else first - self.started,
+            time_per_output_token_s=None if final is None else final.time_per_output_token(),
+            client_left=self.client_left,
+            usage_estimated=usage.estimated,
+            operation=self.operation,
+            finish_reasons=tuple(self.finish_reasons),
         )
 
     def _usage_record(self, ending: Ending, usage: Usage) -> UsageRecord:

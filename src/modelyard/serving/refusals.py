@@ -32,6 +32,17 @@ def refusal(result: LeaseRefused | Throttled | OverBudget) -> RateLimited | Insu
     )
 
 
+def refusal_reason(result: LeaseRefused | Throttled | OverBudget) -> str:
+    """The limit that refused, as the refusals metric names it (a bounded set)."""
+    if isinstance(result, LeaseRefused):
+        return "concurrency"
+    if isinstance(result, Throttled):
+        rate = RateKey.parse(result.key)
+        return f"{rate.kind}_{rate.scope}" if rate is not None else "rate"
+    budget = BudgetKey.parse(result.key)
+    return f"budget_{budget.scope}" if budget is not None else "budget"
+
+
 def ratelimit_headers(admitted: Admitted) -> dict[str, str]:
     # The tightest window of each kind is what a client should pace itself by.
     tightest: dict[str, WindowState] = {}

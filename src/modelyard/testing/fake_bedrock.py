@@ -293,6 +293,11 @@ class FakeBedrock(ScriptedServer):
     def base_url(self) -> str:
         return self.root_url
 
+    def reset(self) -> None:
+        super().reset()
+        self.raw_paths.clear()
+        self.signature_failures.clear()
+
     def routes(self) -> list[Route]:
         return [
             Route("/model/{model_id:path}/converse", self._converse, methods=["POST"]),

@@ -60,7 +60,10 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.replies: deque[JsonReply | StreamReply] = deque()
         self.requests: list[RecordedRequest] = []
-        self.port = free_port()
+        # Bound now and held until served: a port only looked up here could be taken (by any
+        # outgoing connection's ephemeral port) before uvicorn binds it.
+        self._socket: socket.socket | None = bound_socket(0)
+        self.port: int = self._socket.getsockname()[1]
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -74,6 +77,11 @@ class ScriptedServer:
     def enqueue(self, *replies: JsonReply | StreamReply) -> None:
         self.replies.extend(replies)
 
+    def reset(self) -> None:
+        """Forget scripted replies and recorded requests (a test's leftovers)."""
+        self.replies.clear()
+        self.requests.clear()
+
     @contextlib.contextmanager
     def running(self) -> Iterator[Self]:
         config = uvicorn.Config(
@@ -83,11 +91,17 @@ class ScriptedServer:
             log_level="warning",
             lifespan="off",
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        listening = self._socket or bound_socket(self.port)  # served before: its socket closed
+        self._socket = None
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [listening]}, daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + 10
-        while not self._server.started:
+        while not server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"{type(self).__name__} failed to start on port {self.port}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{type(self).__name__} did not start")
             time.sleep(0.01)
@@ -142,8 +156,9 @@ class StreamResponse:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def bound_socket(port: int) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1:`port` (0: any free port), not yet listening."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock

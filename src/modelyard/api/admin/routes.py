@@ -22,10 +22,14 @@ from modelyard.api.admin.handling import AdminRoute, Handler, mutate, read
 from modelyard.api.admin.routing import ROUTING_ROUTES
 from modelyard.api.authentication import caller
 from modelyard.api.parsing import read_model
+from modelyard.audit.log import AuditQuery
 from modelyard.errors import InvalidParameter, NotFound, PermissionDenied
 from modelyard.protocol.admin import (
     FEEDBACK_MEASURES,
+    MAX_USAGE_FILTER_VALUES,
     SUBJECT_PATTERN,
+    USAGE_DIMENSIONS,
+    USAGE_FILTERS,
     USAGE_MEASURES,
     KeyCreate,
     KeyRotate,
@@ -147,14 +151,23 @@ async def rotate_key(request: Request) -> Response:
 async def read_audit(request: Request) -> Response:
     principal = await caller(request)
     query = request.query_params
-    project = query.get("project")
-    after, limit = (
-        _int_query(query.get("after_seq"), "after_seq", 0),
-        _int_query(query.get("limit"), "limit", 100),
-    )
+    limit = _int_query(query.get("limit"), "limit", 100)
     if not 1 <= limit <= 1000:
         raise InvalidParameter("limit must be between 1 and 1000.", param="limit")
-    return await read(lambda: app_state(request).admin.read_audit(principal, project, after, limit))
+    order = query.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise InvalidParameter("order must be 'asc' (oldest first) or 'desc'.", param="order")
+    before = query.get("before_seq")
+    asked = AuditQuery(
+        project_id=query.get("project"),
+        actor=query.get("actor"),
+        action=query.get("action"),
+        after_seq=_int_query(query.get("after_seq"), "after_seq", 0),
+        before_seq=_int_query(before, "before_seq", 0) if before is not None else None,
+        limit=limit,
+        newest_first=order == "desc",
+    )
+    return await read(lambda: app_state(request).admin.read_audit(principal, asked))
 
 
 async def get_limits(request: Request) -> Response:
@@ -172,9 +185,6 @@ async def set_limits(request: Request) -> Response:
     )
 
 
-USAGE_DIMENSIONS = ("day", "project_id", "key_id", "model", "deployment", "route", "arm")
-
-
 async def usage_report(request: Request) -> Response:
     principal = await caller(request)
     query = request.query_params
@@ -189,8 +199,15 @@ async def usage_report(request: Request) -> Response:
     since = _day_query(query.get("since"), "since", today - timedelta(days=30))
     until = _day_query(query.get("until"), "until", today)
     project = query.get("project")
+    only = {name: query.getlist(name) for name in USAGE_FILTERS if name in query}
+    for name, values in only.items():
+        if len(values) > MAX_USAGE_FILTER_VALUES:
+            raise InvalidParameter(
+                f"{name} is given {len(values)} times; at most {MAX_USAGE_FILTER_VALUES}.",
+                param=name,
+            )
     report = await asyncio.to_thread(
-        app_state(request).admin.usage_report, principal, group_by, since, until, project
+        app_state(request).admin.usage_report, principal, group_by, since, until, project, only
     )
     if query.get("format", "json") == "csv":
         return Response(

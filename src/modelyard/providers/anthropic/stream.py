@@ -31,6 +31,7 @@ from modelyard.protocol.generation import (
 from modelyard.providers.anthropic.errors import stream_error
 from modelyard.providers.anthropic.reply import finish_reason, usage_from
 from modelyard.providers.remote_stream import drain
+from modelyard.streams import close_stream
 
 # About four characters a token, as `estimate_text_tokens` counts.
 CHARS_PER_TOKEN = 4
@@ -75,9 +76,7 @@ async def events_from_stream(
     finally:
         if final is None:  # cut, failed or abandoned: what arrived
             report(reading.usage(prompt_estimate))
-        aclose = getattr(lines, "aclose", None)
-        if aclose is not None:  # abandoned: the upstream connection closes now
-            await aclose()
+        await close_stream(lines)  # abandoned: the upstream connection closes now
 
 
 class SseFrames:

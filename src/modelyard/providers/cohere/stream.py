@@ -34,6 +34,7 @@ from modelyard.providers.cohere.answer import (
     usage_of,
 )
 from modelyard.providers.remote_stream import drain
+from modelyard.streams import close_stream
 
 
 @dataclass
@@ -97,9 +98,7 @@ async def events_from_stream(
             report(_estimate(prompt_estimate, progress))
         # Abandoned (the client left): the upstream connection closes now, not when collected.
         await source.aclose()
-        aclose = getattr(lines, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await close_stream(lines)
 
 
 def _read(event: dict[str, Any], progress: _Progress) -> list[ChatEvent]:

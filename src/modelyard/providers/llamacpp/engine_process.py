@@ -134,7 +134,8 @@ class EngineProcess:
         self.reason = "loading"
         self.info: EngineInfo | None = None
         self.counters = EngineCounters()
-        self._queue_depth = queue_depth
+        # Requests that may wait for a slot; one more is refused.
+        self.queue_capacity = queue_depth
         self._excluded_variants: list[str] = []
         self._tracked: dict[int, _Tracked] = {}
         # Token counts asked of the engine (`count`), by request id, until it answers.
@@ -301,7 +302,7 @@ class EngineProcess:
         elif kind == "admitted":
             stream.admitted(event[2])
         elif kind == "started":
-            stream.started = True
+            stream.slot_taken()
             self._waiting -= 1
             self._running += 1
         elif kind == "choice":
@@ -332,15 +333,20 @@ class EngineProcess:
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def open(self, command_fields: dict[str, Any]) -> EngineStream:
-        """Send a request (all of `GenerateCommand` but its id) and wait for its admission."""
+    def _ready_writer(self) -> asyncio.StreamWriter:
+        """Where requests go, or EngineUnavailable while the engine does not serve."""
         if self.status != EngineStatus.READY or self._writer is None:
             raise EngineUnavailable(
                 f"The local model deployment '{self.spec.deployment}' is not available: "
                 f"{self._unavailable_reason()}.",
                 retry_after_s=2,
             )
-        if self._waiting >= self._queue_depth:
+        return self._writer
+
+    async def open(self, command_fields: dict[str, Any]) -> EngineStream:
+        """Send a request (all of `GenerateCommand` but its id) and wait for its admission."""
+        writer = self._ready_writer()
+        if self._waiting >= self.queue_capacity:
             raise EngineBusy(
                 f"The local model deployment '{self.spec.deployment}' is busy: its request "
                 "queue is full; retry shortly.",
@@ -352,7 +358,7 @@ class EngineProcess:
         self._tracked[request_id] = _Tracked(stream)
         self._waiting += 1
         command = GenerateCommand(id=request_id, **command_fields)
-        self._writer.write(encode_frame(command.to_wire()))
+        writer.write(encode_frame(command.to_wire()))
         try:
             await stream.admission
         except asyncio.CancelledError:
@@ -363,17 +369,12 @@ class EngineProcess:
     async def count(self, pieces: list[tuple[str, bool]]) -> int:
         """The tokens the engine would evaluate for this rendered prompt (what a generation's
         usage reports), counted beside generations without waiting for a slot."""
-        if self.status != EngineStatus.READY or self._writer is None:
-            raise EngineUnavailable(
-                f"The local model deployment '{self.spec.deployment}' is not available: "
-                f"{self._unavailable_reason()}.",
-                retry_after_s=2,
-            )
+        writer = self._ready_writer()
         request_id = self._next_id
         self._next_id += 1
         counted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._counting[request_id] = counted
-        self._writer.write(encode_frame(CountCommand(request_id, pieces).to_wire()))
+        writer.write(encode_frame(CountCommand(request_id, pieces).to_wire()))
         try:
             return await counted
         finally:

@@ -9,6 +9,7 @@ the process.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -40,13 +41,30 @@ class EngineStream:
         self.cancelled = False
         self._usage: Usage | None = None
         self._usage_callback: Callable[[Usage], None] | None = None
+        # When it was sent, admitted and given a slot (ns since the epoch), for traces; told
+        # once when the wait for a slot ends (a slot, or the end without one).
+        self.sent_ns = time.time_ns()
+        self.admitted_ns = 0
+        self.started_ns = 0
+        self.on_started: Callable[[], None] | None = None
 
     # -- from the engine process ---------------------------------------------------------------
 
     def admitted(self, prompt_tokens: int) -> None:
+        self.admitted_ns = time.time_ns()
         self._prompt_tokens = prompt_tokens
         if not self.admission.done():
             self.admission.set_result(prompt_tokens)
+
+    def slot_taken(self) -> None:
+        self.started = True
+        self.started_ns = time.time_ns()
+        self._waited()
+
+    def _waited(self) -> None:
+        if self.on_started is not None:
+            told, self.on_started = self.on_started, None
+            told()
 
     def rejected(self, error: ModelyardError) -> None:
         self.done = True
@@ -82,6 +100,7 @@ class EngineStream:
             return
         self.done = True
         self._usage = usage
+        self._waited()
         if self._usage_callback is not None:
             self._usage_callback(usage)
         self._events.put_nowait(last)

@@ -23,10 +23,12 @@ from modelyard.errors import (
     UnsupportedSchema,
 )
 from modelyard.observability.metrics import MetricSample
+from modelyard.observability.tracing import RequestTrace, request_trace, traced
 from modelyard.protocol.chat import ChatCompletionRequest
 from modelyard.providers.base import ChatStream
 from modelyard.providers.llamacpp.chat_template import ChatTemplate
 from modelyard.providers.llamacpp.engine_process import EngineProcess, EngineSpec, EngineStatus
+from modelyard.providers.llamacpp.engine_stream import EngineStream
 from modelyard.providers.llamacpp.grammar import failing_schema_param, grammar_source
 from modelyard.providers.llamacpp.locate import locate_gguf
 from modelyard.providers.llamacpp.prompt import prompt_messages
@@ -102,6 +104,9 @@ class LlamaCppProvider:
                        float(engine.status == EngineStatus.READY)),
                 sample("modelyard_local_queue_waiting", "gauge",
                        "Requests waiting for a slot", waiting),
+                sample("modelyard_local_queue_capacity", "gauge",
+                       "Requests that may wait for a slot; one more is refused",
+                       engine.queue_capacity),
                 sample("modelyard_local_busy", "gauge", "Sequences generating now", running),
                 sample("modelyard_local_slots", "gauge", "Sequences the engine decodes together",
                        engine.spec.parallel),
@@ -118,6 +123,16 @@ class LlamaCppProvider:
                 sample("modelyard_local_engine_restarts_total", "counter",
                        "Times the engine process ended and was started again", counters.restarts),
             ]  # fmt: skip
+            samples += [
+                MetricSample(
+                    "modelyard_local_engine_state",
+                    "gauge",
+                    "The state of the deployment's engine: 1 for the current one",
+                    float(engine.status == status),
+                    {**labels, "state": str(status)},
+                )
+                for status in EngineStatus
+            ]
         return samples
 
     def enforced_capabilities(self) -> frozenset[Capability]:
@@ -143,7 +158,10 @@ class LlamaCppProvider:
         # `constrained_decoding: false` lets the model write freely (the schema is still in the
         # prompt and the gateway still validates the output): to measure what the grammar buys.
         constrained = bool(deployment.options.get("constrained_decoding", True))
-        grammar = grammar_source(contract) if constrained else None
+        grammar = None
+        if constrained and contract.constrained:
+            with traced("grammar compile"):
+                grammar = grammar_source(contract)
         seed = request.sampling_seed()
         try:
             stream = await engine.open(
@@ -170,6 +188,9 @@ class LlamaCppProvider:
             )
         except UnsupportedSchema as exc:
             raise UnsupportedSchema(exc.message, param=failing_schema_param(contract)) from None
+        trace = request_trace()
+        if trace is not None:
+            _trace_engine_times(trace, stream)
         if contract.tool_mode == "none":
             return stream
         tools = contract.callable_tools
@@ -219,6 +240,18 @@ class LlamaCppProvider:
         )
         self._builders[deployment_id] = (info, builder)
         return builder
+
+
+def _trace_engine_times(trace: RequestTrace, stream: EngineStream) -> None:
+    """Spans over the engine's admission of the request (tokenized, checked against the
+    context window, its grammar compiled for the model's tokenizer) and its wait for a slot."""
+    admission = trace.start("local engine admission", start_ns=stream.sent_ns)
+    admission.end(stream.admitted_ns)
+    waiting = trace.start("local queue wait", start_ns=stream.admitted_ns)
+    if stream.started:  # the slot came with the admission
+        waiting.end(stream.started_ns)
+    else:
+        stream.on_started = waiting.end
 
 
 def _requested_max_tokens(request: ChatCompletionRequest, card: ModelCard) -> int | None:
