@@ -119,7 +119,7 @@ def serve_receiver() -> None:
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
-    from tests.support.gateway import free_port
+    from tests.support.ports import free_port
 
     received = [0]
     empty = ExportTraceServiceResponse().SerializeToString()

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 from bench.overhead.litellm_venv import MASTER_KEY, write_config
 from tests.remote.fixtures import remote_catalog
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = {

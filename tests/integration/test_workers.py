@@ -32,7 +32,8 @@ from modelyard.workers import MAX_EARLY_EXITS
 from tests.integration.worker_processes import children, connection_holder, running, worker_pids
 from tests.remote.fixtures import remote_catalog
 from tests.scaleout.counters_view import open_reservations
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
+from tests.support.ports import free_port
 from tests.support.services import RedisServer
 
 REPLICA = "workers-test"

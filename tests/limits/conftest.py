@@ -13,7 +13,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,6 +22,7 @@ from uuid import uuid4
 
 import pytest
 import redis
+from tests.support.ports import free_port
 
 from modelyard.limits.memory_store import MemoryCounterStore
 from modelyard.limits.redis_store import RedisCounterStore
@@ -37,13 +37,6 @@ def redis_binary() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:

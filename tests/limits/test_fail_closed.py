@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.limits.conftest import RedisServer, free_port
+from tests.limits.conftest import RedisServer
+from tests.support.ports import free_port
 
 from modelyard.limits.errors import CounterStoreUnavailable
 from modelyard.limits.redis_store import RedisCounterStore

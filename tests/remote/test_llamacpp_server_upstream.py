@@ -15,7 +15,8 @@ import yaml
 
 from modelyard.catalog.cards import WeightsSource
 from modelyard.providers.llamacpp.locate import locate_gguf
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")

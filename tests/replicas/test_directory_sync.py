@@ -17,7 +17,7 @@ from modelyard.auth.directory import Directory, ProjectRecord
 from modelyard.auth.directory_sync import DirectorySync, bump_config_version
 from modelyard.db.engine import open_database
 from modelyard.db.schema import projects
-from tests.support.services import free_port
+from tests.support.ports import free_port
 
 
 @pytest.fixture()

@@ -27,7 +27,8 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.services import ServiceUnavailable, free_port
+from tests.support.ports import free_port
+from tests.support.services import ServiceUnavailable
 
 SCRAPE_INTERVAL_S = 1
 # Prometheus writes nanoseconds; Python's datetime takes microseconds at most.

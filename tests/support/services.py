@@ -14,7 +14,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,18 +25,13 @@ import psycopg
 import redis
 from psycopg import sql
 
+from tests.support.ports import free_port
+
 PG_SUPERUSER = "modelyard"
 
 
 class ServiceUnavailable(Exception):
     """The binaries of a service are not installed on this machine."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def postgres_bindir() -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from modelyard.auth.identity_provider import IdentityProviderConfig, load_identi
 from modelyard.auth.tokens import TokenVerifier, looks_like_jwt
 from modelyard.errors import AuthenticationFailed, StartupError
 from modelyard.policy.rbac import Role
+from tests.support.ports import free_port
 
 ISSUER = "https://login.example.com/tenant/v2.0"
 AUDIENCE = "api://modelyard"
@@ -472,13 +472,6 @@ def test_keys_are_refetched_after_their_lifetime_and_kept_when_the_server_fails(
     clock.now += 600
     assert verifier.verify(rsa_key.sign(sub="user-4")).subject == "oidc:user-4"
     assert jwks_server.hits == 3
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_server_down_without_cached_keys_is_a_401(tmp_path: Path, rsa_key: SigningKey) -> None:
