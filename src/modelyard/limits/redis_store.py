@@ -1,11 +1,13 @@
 """The counter store shared by replicas: each operation one atomic Lua script on Redis.
 
+It talks to Redis through `RespClient` (`limits/resp.py`): one pipelined connection, so the
+calls of concurrent requests share round trips, and a batch of reads is one pipeline.
+
 It fails closed: a Redis that refuses connections, answers errors or stays silent past the
 socket timeout (0.5 s by default) makes every method raise `CounterStoreUnavailable`, within
-twice that timeout at most; so does waiting that long for a free pooled connection. A dropped
-connection is retried once, at once (a pooled connection may be stale after a Redis restart); a
-timeout is not. Retrying is safe because every write is idempotent by its id: a reply lost
-after the script ran finds the work done.
+twice that timeout at most. A dropped connection is retried once, at once (the connection may
+be stale after a Redis restart); a timeout is not. Retrying is safe because every write is
+idempotent by its id: a reply lost after the script ran finds the work done.
 
 Keys, under a prefix (`modelyard:` by default; use a hash tag such as `{modelyard}:` on Redis
 Cluster so that every script's keys share a slot):
@@ -26,20 +28,21 @@ of up to `SETTLE_CHUNK` settlements in one pipeline, then settles them in one sc
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from modelyard.limits import lua
 from modelyard.limits.errors import CounterStoreUnavailable, ReservationSettled
 from modelyard.limits.memory_store import SETTLED_TTL_S
+from modelyard.limits.resp import (
+    Arg,
+    RedisCallFailed,
+    RedisConnectionError,
+    RespClient,
+    Script,
+)
 from modelyard.limits.values import (
     AdmissionResult,
     Admitted,
@@ -76,42 +79,53 @@ class RedisCounterStore:
         *,
         prefix: str = "modelyard:",
         timeout_s: float = 0.5,
-        max_connections: int = 64,
         settled_ttl_s: float = SETTLED_TTL_S,
     ) -> None:
-        # A blocking pool: past `max_connections` in flight, callers queue for a connection
-        # (within the deadline) instead of failing at once.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
-        self._redis: Redis = Redis.from_pool(pool)
+        # One pipelined connection carries every call: Redis runs commands one at a time, and
+        # more connections would only split the batches.
         self._prefix = prefix
-        self._deadline_s = 2 * timeout_s
+        self._timeout_s = timeout_s
         self._settled_ttl_ms = round(settled_ttl_s * 1000)
-        register = self._redis.register_script
-        self._reserve = register(lua.RESERVE)
-        self._settle = register(lua.SETTLE)
-        self._admit = register(lua.ADMIT)
-        self._adjust = register(lua.ADJUST)
-        self._enter = register(lua.ENTER)
-        self._leave = register(lua.LEAVE)
-        self._settle_many = register(lua.SETTLE_MANY)
-        self._admit_request = register(lua.ADMIT_REQUEST)
-        self._finish_request = register(lua.FINISH_REQUEST)
+        self._reserve = Script(lua.RESERVE)
+        self._settle = Script(lua.SETTLE)
+        self._admit = Script(lua.ADMIT)
+        self._adjust = Script(lua.ADJUST)
+        self._enter = Script(lua.ENTER)
+        self._leave = Script(lua.LEAVE)
+        self._settle_many = Script(lua.SETTLE_MANY)
+        self._admit_request = Script(lua.ADMIT_REQUEST)
+        self._finish_request = Script(lua.FINISH_REQUEST)
+        scripts = [
+            self._reserve, self._settle, self._admit, self._adjust, self._enter, self._leave,
+            self._settle_many, self._admit_request, self._finish_request,
+        ]  # fmt: skip
+        self._client = RespClient(url, timeout_s=timeout_s, stall_s=2 * timeout_s, scripts=scripts)
 
-    @asynccontextmanager
-    async def _asking(self) -> AsyncIterator[None]:
+    async def _ask(self, ask: Callable[..., Awaitable[Any]], until: float | None = None) -> Any:
+        """`ask(deadline=...)` within the socket timeout, and by `until` (loop time) when given;
+        a dropped connection is asked again once, at once. Without `until`, the second try
+        still ends within twice the timeout of the first's start, as the first failed in time."""
         try:
-            async with asyncio.timeout(self._deadline_s):
-                yield
-        except (RedisError, OSError, TimeoutError) as error:
+            try:
+                return await ask(deadline=self._step_deadline(until))
+            except RedisConnectionError:
+                return await ask(deadline=self._step_deadline(until))
+        except RedisCallFailed as error:
             raise CounterStoreUnavailable(_UNAVAILABLE) from error
+
+    async def _script(
+        self, script: Script, keys: Sequence[Arg], args: Sequence[Arg], until: float | None = None
+    ) -> Any:
+        return await self._ask(functools.partial(self._client.evalsha, script, keys, args), until)
+
+    def _step_deadline(self, until: float | None) -> float | None:
+        if until is None:
+            return None  # the client's own: the timeout from now
+        return min(asyncio.get_running_loop().time() + self._timeout_s, until)
+
+    def _until(self) -> float:
+        """The deadline of an operation of several calls: twice the timeout from now."""
+        return asyncio.get_running_loop().time() + 2 * self._timeout_s
 
     def _key(self, kind: str, name: str = "") -> str:
         return f"{self._prefix}{kind}:{name}" if name else f"{self._prefix}{kind}"
@@ -144,8 +158,7 @@ class RedisCounterStore:
             json.dumps([budget.key for budget in budgets]),
             *_budget_args(budgets),
         ]
-        async with self._asking():
-            reply = await self._reserve(keys=keys, args=args)
+        reply = await self._script(self._reserve, keys, args)
         status = int(reply[0])
         if status == 2:
             raise ReservationSettled(reservation_id)
@@ -159,35 +172,41 @@ class RedisCounterStore:
         # The script must name the budgets it touches, so read them first; the script checks
         # the record is still the one read. It cannot change while open, so one pass is the norm.
         for _ in range(3):
-            async with self._asking():
-                owner, budgets = await self._redis.hmget(
-                    self._key("r", reservation_id), ["owner", "budgets"]
-                )
-                if not isinstance(owner, str) or not isinstance(budgets, str):
-                    return False
-                keys = self._reservation_keys(reservation_id, owner)
-                keys += [self._key("b", key) for key in json.loads(budgets)]
-                args: list[str | int] = [
-                    reservation_id,
-                    actual_micros,
-                    owner,
-                    budgets,
-                    self._settled_ttl_ms,
-                ]
-                done = int(await self._settle(keys=keys, args=args))
+            until = self._until()
+            owner, budgets = await self._ask(
+                functools.partial(
+                    self._client.call, "HMGET", self._key("r", reservation_id), "owner", "budgets"
+                ),
+                until,
+            )
+            if not isinstance(owner, str) or not isinstance(budgets, str):
+                return False
+            keys = self._reservation_keys(reservation_id, owner)
+            keys += [self._key("b", key) for key in json.loads(budgets)]
+            args: list[str | int] = [
+                reservation_id,
+                actual_micros,
+                owner,
+                budgets,
+                self._settled_ttl_ms,
+            ]
+            done = int(await self._script(self._settle, keys, args, until))
             if done >= 0:
                 return done == 1
         raise CounterStoreUnavailable(_UNAVAILABLE)
 
     async def open_reservations(self, owner: str | None = None) -> list[OpenReservation]:
         index = self._key("r-open") if owner is None else self._key("r-owner", owner)
-        fields = ["owner", "amount", "budgets", "created"]
-        async with self._asking():
-            ids = [str(member) for member in await self._redis.zrange(index, 0, -1)]
-            pipe = self._redis.pipeline(transaction=False)
-            for reservation_id in ids:
-                pipe.hmget(self._key("r", reservation_id), fields)
-            records: list[list[str | None]] = await pipe.execute()
+        fields = ("owner", "amount", "budgets", "created")
+        until = self._until()
+        members = await self._ask(
+            functools.partial(self._client.call, "ZRANGE", index, 0, -1), until
+        )
+        ids = [str(member) for member in members]
+        reads = [("HMGET", self._key("r", reservation_id), *fields) for reservation_id in ids]
+        records: list[list[str | None]] = await self._ask(
+            functools.partial(self._client.call_many, reads), until
+        )
         found = []
         for reservation_id, (who, amount, budgets, created) in zip(ids, records, strict=True):
             if who is None or amount is None or budgets is None or created is None:
@@ -204,8 +223,9 @@ class RedisCounterStore:
         return sorted(found, key=lambda r: (r.created_at, r.reservation_id))
 
     async def budget_state(self, key: str) -> BudgetState:
-        async with self._asking():
-            spent, reserved = await self._redis.hmget(self._key("b", key), ["spent", "reserved"])
+        spent, reserved = await self._ask(
+            functools.partial(self._client.call, "HMGET", self._key("b", key), "spent", "reserved")
+        )
         return BudgetState(int(spent or 0), int(reserved or 0))
 
     async def admit(self, request_id: str, windows: Sequence[RateWindow]) -> Admitted | Throttled:
@@ -216,29 +236,25 @@ class RedisCounterStore:
         for window in windows:
             keys += self._log_keys(window.key)
             args += [window.limit, window.window_us, window.amount]
-        async with self._asking():
-            reply: list[Any] = await self._admit(keys=keys, args=args)
+        reply: list[Any] = await self._script(self._admit, keys, args)
         if int(reply[0]) == 0:
             return _throttled(windows, reply[1:])
         return _admitted(windows, reply[1:])
 
     async def adjust(self, request_id: str, key: str, actual_amount: int) -> bool:
         check_count("actual_amount", actual_amount)
-        async with self._asking():
-            done = await self._adjust(keys=self._log_keys(key), args=[request_id, actual_amount])
+        done = await self._script(self._adjust, self._log_keys(key), [request_id, actual_amount])
         return int(done) == 1
 
     async def enter(self, key: str, cap: int, lease_id: str, ttl_s: float) -> bool:
         check_lease(lease_id, cap, ttl_s)
-        async with self._asking():
-            held = await self._enter(
-                keys=[self._key("cc", key)], args=[lease_id, cap, round(ttl_s * 1_000_000)]
-            )
+        held = await self._script(
+            self._enter, [self._key("cc", key)], [lease_id, cap, round(ttl_s * 1_000_000)]
+        )
         return int(held) == 1
 
     async def leave(self, key: str, lease_id: str) -> bool:
-        async with self._asking():
-            released = await self._leave(keys=[self._key("cc", key)], args=[lease_id])
+        released = await self._script(self._leave, [self._key("cc", key)], [lease_id])
         return int(released) == 1
 
     async def admit_request(
@@ -269,8 +285,7 @@ class RedisCounterStore:
             args += [window.limit, window.window_us, window.amount]
         keys += [self._key("b", budget.key) for budget in budgets]
         args += _budget_args(budgets)
-        async with self._asking():
-            reply: list[Any] = await self._admit_request(keys=keys, args=args)
+        reply: list[Any] = await self._script(self._admit_request, keys, args)
         status = int(reply[0])
         if status == 2:
             raise ReservationSettled(request_id)
@@ -300,8 +315,7 @@ class RedisCounterStore:
             args.append(actual_amount)
         if not keys:
             return Finished((), left=False)
-        async with self._asking():
-            reply: list[Any] = await self._finish_request(keys=keys, args=args)
+        reply: list[Any] = await self._script(self._finish_request, keys, args)
         return Finished(tuple(int(done) == 1 for done in reply[1:]), left=int(reply[0]) == 1)
 
     async def settle_many(self, settlements: Sequence[tuple[str, int]]) -> list[bool]:
@@ -319,22 +333,27 @@ class RedisCounterStore:
         sent: list[int] = []
         keys: list[str] = []
         args: list[str | int] = [self._settled_ttl_ms]
-        async with self._asking():
-            pipe = self._redis.pipeline(transaction=False)
-            for reservation_id, _ in settlements:
-                pipe.hmget(self._key("r", reservation_id), ["owner", "budgets"])
-            records: list[list[str | None]] = await pipe.execute()
-            for index, ((reservation_id, actual), (owner, budgets)) in enumerate(
-                zip(settlements, records, strict=True)
-            ):
-                if owner is None or budgets is None:
-                    continue  # not open
-                budget_keys = json.loads(budgets)
-                keys += self._reservation_keys(reservation_id, owner)
-                keys += [self._key("b", key) for key in budget_keys]
-                args += [reservation_id, actual, owner, budgets, len(budget_keys)]
-                sent.append(index)
-            replies: list[Any] = await self._settle_many(keys=keys, args=args) if sent else []
+        until = self._until()
+        reads = [
+            ("HMGET", self._key("r", reservation_id), "owner", "budgets")
+            for reservation_id, _ in settlements
+        ]
+        records: list[list[str | None]] = await self._ask(
+            functools.partial(self._client.call_many, reads), until
+        )
+        for index, ((reservation_id, actual), (owner, budgets)) in enumerate(
+            zip(settlements, records, strict=True)
+        ):
+            if owner is None or budgets is None:
+                continue  # not open
+            budget_keys = json.loads(budgets)
+            keys += self._reservation_keys(reservation_id, owner)
+            keys += [self._key("b", key) for key in budget_keys]
+            args += [reservation_id, actual, owner, budgets, len(budget_keys)]
+            sent.append(index)
+        replies: list[Any] = (
+            await self._script(self._settle_many, keys, args, until) if sent else []
+        )
         for index, reply in zip(sent, replies, strict=True):
             if int(reply) == -1:  # the record changed since it was read: as `settle` does
                 settled[index] = await self.settle(*settlements[index])
@@ -343,7 +362,7 @@ class RedisCounterStore:
         return settled
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._client.aclose()
 
 
 def _budget_args(budgets: Sequence[BudgetLimit]) -> list[str | int]:
