@@ -1,11 +1,13 @@
-"""Run the overhead benchmark: `python -m bench.overhead [--quick] [--out DIR] [--no-litellm]`,
-or the soak: `python -m bench.overhead --soak [N] [--soak-seconds S]`.
+"""Run the overhead benchmark: `python -m bench.overhead [--quick] [--out DIR] [--no-litellm]
+[--no-portkey]`, or the soak: `python -m bench.overhead --soak [N] [--soak-seconds S]`.
 
 Owns the order of a run: start the fake upstream, pick the faster load-generator client against
-it, start the bare app, Modelyard and (if it installs and starts) LiteLLM, read their idle RSS,
-warm each up, then measure every cell repeat by repeat, each repeat running every server back to
-back in the same cell so that comparisons are made between neighbours. Exits non-zero only when
-the benchmark could not run, never for a missed target.
+it, start the bare app, Modelyard and the peers that install and start (LiteLLM's proxy,
+Portkey's gateway), read their idle RSS, warm each up, then measure every cell repeat by repeat,
+each repeat running every server back to back in the same cell so that comparisons are made
+between neighbours. A peer that cannot be installed, started or warmed up is left out with the
+reason in the report. Exits non-zero only when the benchmark could not run, never for a missed
+target.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.overhead import fastloop, litellm_venv, report, servers
+from bench.overhead import fastloop, litellm_venv, portkey_gateway, report, servers
 from bench.overhead.aggregate import Results
 from bench.overhead.cells import CELLS, LoadRun, Measurement, load_spec, measure
 from bench.overhead.payloads import DEFAULT_CHUNKS
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help="content chunks/stream")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument("--no-portkey", action="store_true", help="skip Portkey's gateway")
     parser.add_argument(
         "--soak", type=int, nargs="?", const=100_000, help="soak Modelyard with N requests instead"
     )
@@ -86,6 +89,20 @@ def start_litellm(
     return server, f"ran (litellm {litellm_venv.version()}, 1 worker, master key, no database)"
 
 
+def start_portkey(
+    stack: contextlib.ExitStack, upstream: Server, work: Path
+) -> tuple[Server | None, str]:
+    try:
+        entry = portkey_gateway.ensure_installed()
+        server = servers.start_portkey(stack, entry, upstream, work)
+    except (portkey_gateway.PortkeyUnavailable, RuntimeError, OSError) as exc:
+        return None, f"unavailable ({exc})"
+    return server, (
+        f"ran (@portkey-ai/gateway {portkey_gateway.version()}, one process, "
+        "provider openai with a custom host)"
+    )
+
+
 def run_cells(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path) -> int:
     started = datetime.datetime.now().isoformat(timespec="seconds")
     upstream = servers.start_upstream(stack, args.chunks)
@@ -97,22 +114,28 @@ def run_cells(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path)
         servers.start_bare(stack, args.chunks, work),
         servers.start_modelyard(stack, upstream, work),
     ]
-    litellm_note = "skipped (--no-litellm)"
-    if not args.no_litellm:
-        litellm, litellm_note = start_litellm(stack, upstream, work)
-        if litellm is not None:
-            measured.append(litellm)
-    print(f"LiteLLM: {litellm_note}", flush=True)
+    peers = {"litellm": "skipped (--no-litellm)", "portkey": "skipped (--no-portkey)"}
+    for name, skip, start in (
+        ("litellm", args.no_litellm, start_litellm),
+        ("portkey", args.no_portkey, start_portkey),
+    ):
+        if skip:
+            continue
+        peer, peers[name] = start(stack, upstream, work)
+        if peer is not None:
+            measured.append(peer)
+    print(f"LiteLLM: {peers['litellm']}\nPortkey: {peers['portkey']}", flush=True)
     time.sleep(1.0)
     info = {s.name: report.ServerInfo(s.name, rss_mib(s)) for s in measured}
     for server in list(measured):
         problem = warm_up(server, 0.5 if args.quick else 2.0, client, args.chunks)
         if problem is None:
             continue
-        if server.name != "litellm":
+        if server.name not in peers:
             print(f"{server.label} cannot be measured: {problem}", file=sys.stderr)
             return 1
-        litellm_note = f"unavailable ({problem})"
+        peers[server.name] = f"unavailable ({problem})"
+        print(f"{server.label}: {peers[server.name]}", flush=True)
         measured.remove(server)
         info.pop(server.name)
     measurements: list[Measurement] = []
@@ -137,16 +160,16 @@ def run_cells(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path)
         },
         generator={"client": client, "calibration": calibration, "loop": fastloop.name()},
         servers=info,
-        litellm=litellm_note,
+        peers=peers,
         results=results,
     )
     ran = {server.name for server in measured}
-    record.verdicts = verdicts(results, info["modelyard"].rss_idle_mib, litellm_note, ran)
+    record.verdicts = verdicts(results, info["modelyard"].rss_idle_mib, peers, ran, args.chunks)
     json_path, md_path = report.write(args.out, record)
     print()
     print(report.markdown(record))
     print(f"written: {json_path} and {md_path}")
-    print("\nTargets (issue 7):")
+    print("\nTargets (issues 7 and 19):")
     print(show(record.verdicts))
     return 0
 

@@ -2,7 +2,8 @@
 
 Owns presentation only; every number comes from `aggregate` and `targets`. Each cell shows the
 median over repeats, with [min..max] when there was more than one. Latencies are in ms, CPU in
-ms of CPU time per request (per stream for stream cells), RSS in MiB.
+ms of CPU time per request (per stream for stream cells), RSS in MiB; the side-by-side table
+gives every server's CPU in µs per request and per streamed chunk.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.overhead.aggregate import CellSummary, Results
+from bench.overhead.aggregate import CellSummary, Results, throughput
 from bench.overhead.cells import CELLS
 from bench.overhead.servers import LABELS
 from bench.overhead.summary import Spread
@@ -33,7 +34,7 @@ class RunRecord:
     settings: dict[str, Any]
     generator: dict[str, Any]
     servers: dict[str, ServerInfo]
-    litellm: str  # "ran (version x)", "unavailable (why)", "skipped (--no-litellm)"
+    peers: dict[str, str]  # name: "ran (version x)", "unavailable (why)" or "skipped (--no-x)"
     results: Results
     verdicts: list[Verdict] = field(default_factory=list)
     soak: dict[str, Any] | None = None
@@ -106,6 +107,36 @@ def stream_table(summaries: list[CellSummary]) -> str:
     return table(header, rows)
 
 
+def side_by_side_table(record: RunRecord) -> str:
+    """Every server at plain c=16 and stream c=16: throughput, Modelyard's throughput over it
+    (per-repeat ratio), and gateway CPU per request and per streamed chunk."""
+    chunks = record.settings["chunks"]
+    rows = []
+    for server in LABELS:
+        plain = record.results.summary(server, "plain c=16")
+        stream = record.results.summary(server, "stream c=16")
+        if plain is None and stream is None:
+            continue
+        ratio = record.results.ratio("modelyard", server, "plain c=16", throughput)
+        per_chunk = None if stream is None else _scaled(stream.server_cpu_ms, 1000 / max(chunks, 1))
+        rows.append(
+            [
+                LABELS[server],
+                cell(plain.rps, 0) if plain else "-",
+                cell(ratio) if server != "modelyard" else "1",
+                cell(_scaled(plain.server_cpu_ms, 1000), 0) if plain else "-",
+                cell(per_chunk, 1),
+            ]
+        )
+    header = ["server", "req/s plain c=16", "Modelyard req/s over it"]
+    header += ["CPU µs/request (plain c=16)", "CPU µs/chunk (stream c=16)"]
+    return table(header, rows)
+
+
+def _scaled(value: Spread, factor: float) -> Spread:
+    return Spread(value.median * factor, value.low * factor, value.high * factor)
+
+
 def rss_table(servers: dict[str, ServerInfo]) -> str:
     rows = [
         [
@@ -163,11 +194,17 @@ def markdown(record: RunRecord) -> str:
         "",
         f"{settings['repeats']} repeat(s) x {settings['seconds']:g} s per cell, "
         f"{settings['chunks']} chunks per stream, {settings['cores']} cores, "
-        f"started {settings['started']}. LiteLLM: {record.litellm}.",
+        f"started {settings['started']}. LiteLLM: {record.peers.get('litellm', '-')}. "
+        f"Portkey: {record.peers.get('portkey', '-')}.",
         "",
         *generator_lines(record, summaries),
         *upstream_lines(summaries),
         *disturbance_lines(summaries),
+        "",
+        "## Side by side (CPU of each server's process tree; streams of "
+        f"{settings['chunks']} chunks)",
+        "",
+        side_by_side_table(record),
         "",
         "## Non-streamed chat completions (latency in ms; added = server minus direct)",
         "",
@@ -209,7 +246,7 @@ def write(out: Path, record: RunRecord) -> tuple[Path, Path]:
     document = {
         "settings": record.settings,
         "generator": record.generator,
-        "litellm": record.litellm,
+        "peers": record.peers,
         "servers": {name: vars(info) for name, info in record.servers.items()},
         "cells": [s.as_dict() for s in record.summaries()],
         "measurements": [m.as_dict() for m in record.results.measurements],

@@ -1,9 +1,10 @@
 """Starting and stopping what is measured, each as a process of its own on 127.0.0.1.
 
-Owns the four servers and how to talk to them: the fake upstream (`direct`), the bare uvicorn
-app (`bare`), Modelyard in front of the upstream (`modelyard`), and LiteLLM's proxy in front of
-it (`litellm`). Every `Server` knows its port, the headers its requests carry and its process,
-and is stopped by the `ExitStack` that started it. Modelyard runs with authentication, rate
+Owns the five servers and how to talk to them: the fake upstream (`direct`), the bare uvicorn
+app (`bare`), Modelyard in front of the upstream (`modelyard`), and two peers in front of it,
+LiteLLM's proxy (`litellm`) and Portkey's Node gateway (`portkey`). Every `Server` knows its
+port, the headers its requests carry (a peer's routing and keys included) and its process, and
+is stopped by the `ExitStack` that started it. Modelyard runs with authentication, rate
 limits, budgets, a concurrency cap and the usage ledger all on, with limits far above the run's.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from bench.overhead import portkey_gateway
 from bench.overhead.litellm_venv import MASTER_KEY, write_config
 from tests.remote.fixtures import remote_catalog
 from tests.support.gateway import GatewayProcess
@@ -30,7 +32,9 @@ LABELS = {
     "bare": "bare uvicorn app",
     "modelyard": "Modelyard",
     "litellm": "LiteLLM proxy",
+    "portkey": "Portkey gateway",
 }
+PROXIES = ("modelyard", "litellm", "portkey")
 
 
 @dataclass
@@ -47,7 +51,7 @@ class Server:
     @property
     def proxy(self) -> bool:
         """Whether it calls the upstream (whose CPU is then read too)."""
-        return self.name in ("modelyard", "litellm")
+        return self.name in PROXIES
 
 
 def start_upstream(stack: contextlib.ExitStack, chunks: int) -> Server:
@@ -149,17 +153,44 @@ def start_litellm(
         command, cwd=work, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT
     )
     stack.callback(terminate, process)
-    deadline = time.monotonic() + 180
+    _wait_healthy(f"http://127.0.0.1:{port}/health/liveliness", process, log_path, 180)
+    return Server("litellm", port, process.pid, {"authorization": f"Bearer {MASTER_KEY}"})
+
+
+def start_portkey(stack: contextlib.ExitStack, entry: Path, upstream: Server, work: Path) -> Server:
+    """Portkey's gateway (`entry`, its start script) under `node`; every request names the
+    upstream in its headers (see `portkey_gateway.routing_headers`)."""
+    port = free_port()
+    preload = portkey_gateway.write_preload(work / "portkey-loopback.cjs")
+    command = portkey_gateway.command(entry, port, preload)
+    # The upstream is on loopback: no proxy the gateway would read from its environment.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("MODELYARD_") and key.lower() not in ("http_proxy", "https_proxy")
+    }
+    log_path = work / "portkey.log"
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT
+    )
+    stack.callback(terminate, process)
+    _wait_healthy(f"http://127.0.0.1:{port}/", process, log_path, 60)
+    headers = portkey_gateway.routing_headers(f"http://127.0.0.1:{upstream.port}/v1")
+    return Server("portkey", port, process.pid, headers)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Until `url` answers a GET with a success; raises RuntimeError if the process exits or
+    the time runs out."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"litellm exited with {process.returncode}: {_tail(log_path)}")
+            raise RuntimeError(f"exited with {process.returncode}: {_tail(log)}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=2).is_success:
-                return Server(
-                    "litellm", port, process.pid, {"authorization": f"Bearer {MASTER_KEY}"}
-                )
+            if httpx.get(url, timeout=2).is_success:
+                return
         time.sleep(0.5)
-    raise RuntimeError(f"litellm not ready after 180 s: {_tail(log_path)}")
+    raise RuntimeError(f"not ready after {timeout:.0f} s: {_tail(log)}")
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
