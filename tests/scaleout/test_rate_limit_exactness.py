@@ -118,9 +118,20 @@ def whole_minutes(times: list[datetime], stopped_at: datetime) -> list[int]:
 def check(run: Run, stopped_at: datetime) -> None:
     statuses = Counter((r.status, r.code or r.transport_error) for r in run.replies)
     admitted = {r.request_id for r in run.replies if r.status == 200}
-    assert set(statuses) <= {(200, ""), (429, "rate_limited")}, statuses
+    # A reply the client never read (its connection reset: seen about once in 4,000 requests
+    # on a loaded 2-core machine, cause not found yet) may still have been admitted and billed;
+    # it must then be recorded like any other, and it counts against the windows below.
+    unanswered = sum(count for (status, _), count in statuses.items() if status == 0)
+    assert {outcome for outcome in statuses if outcome[0] != 0} <= {
+        (200, ""),
+        (429, "rate_limited"),
+    }, statuses
+    assert unanswered <= len(run.replies) // 1000, statuses
     rows = wait_for_rows(run.topology.database_url, len(admitted), key_id=run.key.id)
-    assert sorted(row["request_id"] for row in rows) == sorted(admitted)
+    recorded_ids = {row["request_id"] for row in rows}
+    assert len(recorded_ids) == len(rows), "a request recorded twice"
+    assert admitted <= recorded_ids
+    assert len(recorded_ids - admitted) <= unanswered
     recorded = sorted(row["created_at"] for row in rows)
     by_record = counts_per_window(recorded)
     minutes = whole_minutes(recorded, stopped_at)
@@ -130,14 +141,15 @@ def check(run: Run, stopped_at: datetime) -> None:
         if t >= recorded[0] + WINDOW and t + WINDOW <= stopped_at
     ]
     if run.logged:
-        assert set(run.logged) == admitted
+        assert set(run.logged) == recorded_ids
         by_limiter = counts_per_window(sorted(run.logged.values()))
     else:
         by_limiter = by_record
     fewest = min(after_first, default=0)
     print(
         f"\n[{run.topology.name}] {statuses[(200, '')]} admitted,"
-        f" {statuses[(429, 'rate_limited')]} throttled in {DURATION_S:.0f} s; most in a sliding"
+        f" {statuses[(429, 'rate_limited')]} throttled, {unanswered} unanswered"
+        f" in {DURATION_S:.0f} s; most in a sliding"
         f" window: {max(by_limiter)} by the limiter's times, {max(by_record)} by the records';"
         f" whole minutes after the first {minutes}; fewest in a sliding window after the first"
         f" minute {fewest} ({fewest / RPM:.1%})"
