@@ -118,6 +118,12 @@ class RedisCounterStore:
     ) -> Any:
         return await self._ask(functools.partial(self._client.evalsha, script, keys, args), until)
 
+    async def _call(self, *command: Arg, until: float | None = None) -> Any:
+        return await self._ask(functools.partial(self._client.call, *command), until)
+
+    async def _call_many(self, commands: Sequence[tuple[Arg, ...]], until: float) -> Any:
+        return await self._ask(functools.partial(self._client.call_many, commands), until)
+
     def _step_deadline(self, until: float | None) -> float | None:
         if until is None:
             return None  # the client's own: the timeout from now
@@ -173,11 +179,8 @@ class RedisCounterStore:
         # the record is still the one read. It cannot change while open, so one pass is the norm.
         for _ in range(3):
             until = self._until()
-            owner, budgets = await self._ask(
-                functools.partial(
-                    self._client.call, "HMGET", self._key("r", reservation_id), "owner", "budgets"
-                ),
-                until,
+            owner, budgets = await self._call(
+                "HMGET", self._key("r", reservation_id), "owner", "budgets", until=until
             )
             if not isinstance(owner, str) or not isinstance(budgets, str):
                 return False
@@ -199,14 +202,10 @@ class RedisCounterStore:
         index = self._key("r-open") if owner is None else self._key("r-owner", owner)
         fields = ("owner", "amount", "budgets", "created")
         until = self._until()
-        members = await self._ask(
-            functools.partial(self._client.call, "ZRANGE", index, 0, -1), until
-        )
+        members = await self._call("ZRANGE", index, 0, -1, until=until)
         ids = [str(member) for member in members]
         reads = [("HMGET", self._key("r", reservation_id), *fields) for reservation_id in ids]
-        records: list[list[str | None]] = await self._ask(
-            functools.partial(self._client.call_many, reads), until
-        )
+        records: list[list[str | None]] = await self._call_many(reads, until)
         found = []
         for reservation_id, (who, amount, budgets, created) in zip(ids, records, strict=True):
             if who is None or amount is None or budgets is None or created is None:
@@ -223,9 +222,7 @@ class RedisCounterStore:
         return sorted(found, key=lambda r: (r.created_at, r.reservation_id))
 
     async def budget_state(self, key: str) -> BudgetState:
-        spent, reserved = await self._ask(
-            functools.partial(self._client.call, "HMGET", self._key("b", key), "spent", "reserved")
-        )
+        spent, reserved = await self._call("HMGET", self._key("b", key), "spent", "reserved")
         return BudgetState(int(spent or 0), int(reserved or 0))
 
     async def admit(self, request_id: str, windows: Sequence[RateWindow]) -> Admitted | Throttled:
@@ -338,9 +335,7 @@ class RedisCounterStore:
             ("HMGET", self._key("r", reservation_id), "owner", "budgets")
             for reservation_id, _ in settlements
         ]
-        records: list[list[str | None]] = await self._ask(
-            functools.partial(self._client.call_many, reads), until
-        )
+        records: list[list[str | None]] = await self._call_many(reads, until)
         for index, ((reservation_id, actual), (owner, budgets)) in enumerate(
             zip(settlements, records, strict=True)
         ):
